@@ -1,0 +1,248 @@
+"""The command line and SMINIT_* environment: parsed into a Config, or one UsageError."""
+
+from __future__ import annotations
+
+import math
+
+from sminit import __version__
+from sminit.signals import parse_signal
+
+USAGE = """\
+usage: sminit [OPTIONS] [--] COMMAND [ARG...]
+       sminit [OPTIONS] [--] train|serve
+       sminit --check [--json] [OPTIONS] [-- COMMAND [ARG...]]
+       sminit --version | --help
+
+Runs COMMAND as a child in its own process group, forwards signals to that group,
+reaps zombies, and stops the tree with a grace period before SIGKILL.
+
+options (each also read from the environment variable shown):
+  -t, --grace SECONDS          stop signal to SIGKILL            SMINIT_GRACE
+      --cleanup-grace SECONDS  leftovers after the child exits   SMINIT_CLEANUP_GRACE
+      --max-runtime SECONDS    local deadline, 0 = none          SMINIT_MAX_RUNTIME
+      --warn-before SECONDS    warn signal before the deadline   SMINIT_WARN_BEFORE
+      --warn-signal SIG        the warn signal (USR1)            SMINIT_WARN_SIGNAL
+      --mode MODE              train, serve, none or auto        SMINIT_MODE
+      --ml-root PATH           the SageMaker tree (/opt/ml)      SMINIT_ML_ROOT
+      --single-child           signal the child, not its group   SMINIT_SINGLE_CHILD
+  -r, --rewrite FROM:TO        deliver FROM as TO (TO 0 drops)   SMINIT_REWRITE
+  -e, --success-exit CODE      report CODE as 0                  SMINIT_SUCCESS_EXIT
+      --require-gpus N|auto|none  NVIDIA check before starting   SMINIT_REQUIRE_GPUS
+  -v, --verbose / -q, --quiet  log level debug / warning         SMINIT_LOG_LEVEL
+      --log-format text|json   log line format                   SMINIT_LOG_FORMAT
+      --check [--json]         print the plan and checks, run nothing
+      --version / -h, --help
+"""
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+MODES = ("auto", "train", "serve", "none")
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off", "")
+
+
+class UsageError(Exception):
+    """Bad input: reported as one line, exit 125, nothing started."""
+
+
+class Config:
+    """Everything the command line and the environment decide, before any file is read."""
+
+    command: list[str]
+    grace: float | None = None  # None: the mode's default
+    cleanup_grace: float = 5.0
+    max_runtime: float | None = None  # None: the mode's source; 0: no limit
+    warn_before: float | None = None
+    warn_signal: int = 10  # SIGUSR1
+    mode: str = "auto"
+    ml_root: str = "/opt/ml"
+    single_child: bool = False
+    rewrite: dict[int, int]
+    success_exit: set[int]
+    require_gpus: str = "auto"  # "auto", "none" or a count as digits
+    log_level: str = "info"
+    log_format: str = "text"
+    check: bool = False
+    json: bool = False
+    action: str | None = None  # "help" or "version": print and exit 0
+
+    def __init__(self) -> None:
+        self.command = []
+        self.rewrite = {}
+        self.success_exit = set()
+
+
+def _bad(source: str, value: str, expected: str) -> UsageError:
+    shown = value if len(value) <= 80 else value[:77] + "..."
+    return UsageError(f"invalid value for {source}: {shown!r} (expected {expected})")
+
+
+def _duration(value: str, source: str) -> float:
+    try:
+        if value.strip() != value or "_" in value:
+            raise ValueError(value)
+        seconds = float(value)
+    except ValueError:
+        seconds = math.nan
+    if not math.isfinite(seconds) or seconds < 0:
+        raise _bad(source, value, "finite, non-negative seconds")
+    return seconds
+
+
+def _signal(value: str, source: str, allow_zero: bool = False) -> int:
+    try:
+        return parse_signal(value, allow_zero)
+    except ValueError:
+        raise _bad(source, value, "a signal name or number") from None
+
+
+def _rewrite(value: str, source: str) -> tuple[int, int]:
+    old, sep, new = value.partition(":")
+    try:
+        if not sep:
+            raise ValueError(value)
+        return parse_signal(old), parse_signal(new, allow_zero=True)
+    except ValueError:
+        raise _bad(source, value, "FROM:TO, two signal names or numbers, TO may be 0") from None
+
+
+def _exit_code(value: str, source: str) -> int:
+    if not (value.isdigit() and value.isascii() and int(value) <= 255):
+        raise _bad(source, value, "an exit code from 0 to 255")
+    return int(value)
+
+
+def _choice(choices: tuple[str, ...]):
+    def parse(value: str, source: str) -> str:
+        if value.lower() not in choices:
+            raise _bad(source, value, " or ".join(choices))
+        return value.lower()
+
+    return parse
+
+
+def _gpus(value: str, source: str) -> str:
+    if value.lower() in ("auto", "none"):
+        return value.lower()
+    if value.isdigit() and value.isascii() and len(value) <= 4:
+        return str(int(value))
+    raise _bad(source, value, "a GPU count, auto or none")
+
+
+def _path(value: str, source: str) -> str:
+    if not value or "\0" in value:
+        raise _bad(source, value, "a path")
+    return value
+
+
+def _boolean(value: str, source: str) -> bool:
+    if value.lower() in _TRUE:
+        return True
+    if value.lower() in _FALSE:
+        return False
+    raise _bad(source, value, "1/true/yes/on or 0/false/no/off")
+
+
+# long name -> (short name, attribute, value parser or None for a flag, repeatable, variable)
+_OPTIONS = {
+    "--grace": ("-t", "grace", _duration, False, "SMINIT_GRACE"),
+    "--cleanup-grace": (None, "cleanup_grace", _duration, False, "SMINIT_CLEANUP_GRACE"),
+    "--max-runtime": (None, "max_runtime", _duration, False, "SMINIT_MAX_RUNTIME"),
+    "--warn-before": (None, "warn_before", _duration, False, "SMINIT_WARN_BEFORE"),
+    "--warn-signal": (None, "warn_signal", _signal, False, "SMINIT_WARN_SIGNAL"),
+    "--mode": (None, "mode", _choice(MODES), False, "SMINIT_MODE"),
+    "--ml-root": (None, "ml_root", _path, False, "SMINIT_ML_ROOT"),
+    "--single-child": (None, "single_child", None, False, "SMINIT_SINGLE_CHILD"),
+    "--rewrite": ("-r", "rewrite", _rewrite, True, "SMINIT_REWRITE"),
+    "--success-exit": ("-e", "success_exit", _exit_code, True, "SMINIT_SUCCESS_EXIT"),
+    "--require-gpus": (None, "require_gpus", _gpus, False, "SMINIT_REQUIRE_GPUS"),
+    "--log-format": (None, "log_format", _choice(("text", "json")), False, "SMINIT_LOG_FORMAT"),
+    "--check": (None, "check", None, False, None),
+    "--json": (None, "json", None, False, None),
+}
+_SHORT = {spec[0]: name for name, spec in _OPTIONS.items() if spec[0]}
+_ACTIONS = {"--help": "help", "-h": "help", "--version": "version"}
+_LEVEL_FLAGS = {"-v": "debug", "--verbose": "debug", "-q": "warning", "--quiet": "warning"}
+
+
+def _store(config: Config, attr: str, value: object, fresh: set[str]) -> None:
+    """Set one attribute; a repeatable one starts afresh at its first use in each source."""
+    if attr == "rewrite" or attr == "success_exit":
+        collection = getattr(config, attr)
+        if attr not in fresh:
+            fresh.add(attr)
+            collection.clear()
+        if attr == "rewrite":
+            collection.update([value])
+        else:
+            collection.add(value)
+    else:
+        setattr(config, attr, value)
+
+
+def _from_environment(config: Config, environ: dict[str, str]) -> None:
+    level = environ.get("SMINIT_LOG_LEVEL")
+    if level is not None:
+        config.log_level = _choice(LOG_LEVELS)(level, "SMINIT_LOG_LEVEL")
+    fresh: set[str] = set()
+    for _short, attr, parse, repeatable, variable in _OPTIONS.values():
+        raw = environ.get(variable) if variable else None
+        if raw is None:
+            continue
+        if parse is None:
+            setattr(config, attr, _boolean(raw, variable))
+        elif repeatable:
+            for item in raw.split(","):
+                if item.strip():
+                    _store(config, attr, parse(item.strip(), variable), fresh)
+        else:
+            setattr(config, attr, parse(raw, variable))
+
+
+def parse(argv: list[str], environ: dict[str, str]) -> Config:
+    """Build the Config: environment first, then the command line on top of it."""
+    config = Config()
+    _from_environment(config, environ)
+    fresh: set[str] = set()
+    index = 0
+    while index < len(argv):
+        arg = argv[index]
+        index += 1
+        if arg == "--":
+            break
+        if not arg.startswith("-") or arg == "-":
+            index -= 1
+            break
+        if arg in _ACTIONS:
+            config.action = _ACTIONS[arg]
+            return config
+        if arg in _LEVEL_FLAGS:
+            config.log_level = _LEVEL_FLAGS[arg]
+            continue
+        name, sep, inline = arg.partition("=") if arg.startswith("--") else (arg[:2], "", arg[2:])
+        name = _SHORT.get(name, name)
+        if name not in _OPTIONS:
+            raise UsageError(f"unknown option: {arg!r} (see sminit --help)")
+        _short, attr, parse_value, _repeatable, _variable = _OPTIONS[name]
+        if parse_value is None:
+            if sep or inline:
+                raise UsageError(f"option {name} takes no value: {arg!r}")
+            setattr(config, attr, True)
+            continue
+        if sep or inline:
+            value = inline
+        elif index < len(argv):
+            value = argv[index]
+            index += 1
+        else:
+            raise UsageError(f"option {name} needs a value")
+        _store(config, attr, parse_value(value, name), fresh)
+    config.command = argv[index:]
+    if config.json and not config.check:
+        raise UsageError("option --json needs --check")
+    if not config.command and not config.check:
+        raise UsageError("no command given (usage: sminit [OPTIONS] [--] COMMAND [ARG...])")
+    return config
+
+
+def version_text() -> str:
+    return f"sminit {__version__}\n"

@@ -1,0 +1,132 @@
+"""The NVIDIA check: GPUs visible, GPUs the instance type should have, bundled driver libraries."""
+
+from __future__ import annotations
+
+import os
+
+from sminit.log import Log
+from sminit.sagemaker import config_path, read_json
+
+
+def _family(prefix: str, sizes: dict[str, int]) -> dict[str, int]:
+    return {f"ml.{prefix}.{size}": count for size, count in sizes.items()}
+
+
+_SMALL_1 = {"xlarge": 1, "2xlarge": 1, "4xlarge": 1, "8xlarge": 1, "16xlarge": 1}
+# GPUs per SageMaker instance type.
+GPU_COUNTS: dict[str, int] = {
+    # The SageMaker Python SDK's instance_gpu_info.json (T4, A10G, K80, V100, A100, H100).
+    **_family("g4dn", {**_SMALL_1, "12xlarge": 4}),
+    **_family("g5", {**_SMALL_1, "12xlarge": 4, "24xlarge": 4, "48xlarge": 8}),
+    **_family("p2", {"xlarge": 1, "8xlarge": 8, "16xlarge": 16}),
+    **_family("p3", {"2xlarge": 1, "8xlarge": 4, "16xlarge": 8}),
+    "ml.p3dn.24xlarge": 8,
+    "ml.p4d.24xlarge": 8,
+    "ml.p4de.24xlarge": 8,
+    "ml.p5.48xlarge": 8,
+    # EC2's accelerated-computing instance tables (L4, L40S, H200, B200).
+    **_family("g6", {**_SMALL_1, "12xlarge": 4, "24xlarge": 4, "48xlarge": 8}),
+    **_family("g6e", {**_SMALL_1, "12xlarge": 4, "24xlarge": 4, "48xlarge": 8}),
+    "ml.p5e.48xlarge": 8,
+    "ml.p5en.48xlarge": 8,
+    "ml.p6-b200.48xlarge": 8,
+}
+
+DEFAULT_LIB_DIRS = (
+    "/lib", "/lib64", "/usr/lib", "/usr/lib64", "/usr/local/lib",
+    "/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib/aarch64-linux-gnu",
+    "/usr/lib/aarch64-linux-gnu", "/usr/local/nvidia/lib", "/usr/local/nvidia/lib64",
+)
+DRIVER_LIBRARIES = ("libcuda.so.", "libnvidia-ml.so.")
+
+
+class GpuReport:
+    """What the check found; `problem` is set when fewer GPUs are visible than required."""
+
+    def __init__(self) -> None:
+        self.visible = 0
+        self.expected: int | None = None
+        self.expected_from = ""
+        self.driver_version: str | None = None
+        self.warnings: list[str] = []
+        self.problem: str | None = None
+
+    def as_dict(self) -> dict[str, object]:
+        return {"visible": self.visible, "expected": self.expected, "driver_version": self.driver_version}
+
+
+def visible_gpus(dev_dir: str, environ: dict[str, str]) -> int:
+    """Device files named nvidia<N>; none at all when NVIDIA_VISIBLE_DEVICES says void or none."""
+    if environ.get("NVIDIA_VISIBLE_DEVICES", "unset").strip().lower() in ("void", "none", ""):
+        return 0
+    try:
+        names = os.listdir(dev_dir)
+    except OSError:
+        return 0
+    return sum(1 for name in names if name.startswith("nvidia") and name[6:].isdigit() and name[6:].isascii())
+
+
+def host_driver_version(path: str) -> str | None:
+    """The kernel module's version from /proc/driver/nvidia/version (`... Kernel Module  535.104.05 ...`)."""
+    try:
+        with open(path, "rb") as handle:
+            text = handle.read(65536).decode("utf-8", "replace")
+    except OSError:
+        return None
+    for line in text.splitlines():
+        if line.startswith("NVRM version:"):
+            for word in line.split():
+                if word[0].isdigit() and "." in word and word.replace(".", "").isdigit():
+                    return word
+    return None
+
+
+def expected_gpus(requirement: str, mode: str, ml_root: str, log: Log) -> tuple[int | None, str]:
+    if requirement.isdigit():
+        return int(requirement), "--require-gpus"
+    if requirement != "auto" or mode != "train":
+        return None, ""
+    path = config_path(ml_root, "resourceconfig.json")
+    resource = read_json(path, log)
+    instance_type = resource.get("current_instance_type") if isinstance(resource, dict) else None
+    if not isinstance(instance_type, str):
+        return None, ""
+    return GPU_COUNTS.get(instance_type), instance_type
+
+
+def bundled_drivers(lib_dirs: list[str], host_version: str) -> list[str]:
+    """Driver libraries in the image whose version is not the host's (SageMaker forbids them)."""
+    found = []
+    for folder in lib_dirs:
+        parent, name = os.path.split(folder.rstrip("/"))
+        if name == "compat" and os.path.basename(parent).startswith("cuda"):
+            continue  # /usr/local/cuda*/compat: the legitimate forward-compatibility package
+        try:
+            entries = sorted(os.listdir(folder))
+        except OSError:
+            continue
+        for entry in entries:
+            for prefix in DRIVER_LIBRARIES:
+                version = entry[len(prefix):]
+                if entry.startswith(prefix) and "." in version and version != host_version:
+                    found.append(f"bundled NVIDIA driver library {os.path.join(folder, entry)} (version {version}) "
+                                 f"differs from the host driver {host_version}: SageMaker forbids bundling "
+                                 "drivers, expect 'Driver/library version mismatch'")
+    return found
+
+
+def inspect(requirement: str, mode: str, ml_root: str, environ: dict[str, str], log: Log) -> GpuReport:
+    """Run every part of the check (SPEC section 6)."""
+    report = GpuReport()
+    dev_dir = environ.get("SMINIT_DEV_DIR") or "/dev"
+    report.visible = visible_gpus(dev_dir, environ)
+    report.expected, report.expected_from = expected_gpus(requirement, mode, ml_root, log)
+    report.driver_version = host_driver_version(environ.get("SMINIT_DRIVER_VERSION_FILE") or "/proc/driver/nvidia/version")
+    if report.expected is not None and report.visible < report.expected:
+        report.problem = (f"GPU check failed: {report.visible} NVIDIA GPUs visible in {dev_dir}, "
+                          f"{report.expected} required by {report.expected_from}")
+    if report.driver_version:
+        variable = environ.get("SMINIT_LIB_DIRS")
+        lib_dirs = variable.split(":") if variable else [*DEFAULT_LIB_DIRS, *environ.get("LD_LIBRARY_PATH", "").split(":")]
+        report.warnings.extend(bundled_drivers([d for d in lib_dirs if d], report.driver_version))
+    return report

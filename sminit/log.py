@@ -1,0 +1,71 @@
+"""sminit's own log lines on stderr: text or JSON, levels, and writes that never block."""
+
+from __future__ import annotations
+
+import os
+import stat
+import time
+
+LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
+
+
+def _nonblocking_stderr() -> int:
+    """A descriptor for stderr whose writes fail with EAGAIN instead of waiting.
+
+    O_NONBLOCK cannot be set on fd 2 itself: the child shares that open file description.
+    Reopening a pipe or terminal through /proc gives a description of our own. A regular
+    file never blocks, and reopening it would reset its offset, so it is used as it is.
+    """
+    try:
+        if stat.S_ISREG(os.fstat(2).st_mode):
+            return 2
+        return os.open("/proc/self/fd/2", os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+    except OSError:
+        return 2  # closed stderr, a socket or no /proc: write what we can, drop the rest
+
+
+def write_line(fd: int, line: str) -> None:
+    """Best effort: a full, closed or broken stderr drops the line."""
+    try:
+        os.write(fd, line.encode("utf-8", "backslashreplace"))
+    except OSError:
+        pass
+
+
+class Log:
+    """Writes `[sminit] ...` lines (or one JSON object a line) at or above a level."""
+
+    def __init__(self, level: str = "info", fmt: str = "text") -> None:
+        self.threshold = LEVELS[level]
+        self.json = fmt == "json"
+        self.fd = _nonblocking_stderr()
+
+    def enabled(self, level: str) -> bool:
+        return LEVELS[level] >= self.threshold
+
+    def emit(self, level: str, msg: str, **fields: object) -> None:
+        if LEVELS[level] < self.threshold:
+            return
+        if self.json:
+            import json
+
+            now = time.time()
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z"
+            record = {"ts": stamp, "level": level, "msg": msg, **fields}
+            line = json.dumps(record, default=str, ensure_ascii=False)
+        else:
+            prefix = "[sminit] " if level in ("info", "debug") else f"[sminit] {level}: "
+            line = prefix + msg
+        write_line(self.fd, line.replace("\n", " ") + "\n")
+
+    def debug(self, msg: str, **fields: object) -> None:
+        self.emit("debug", msg, **fields)
+
+    def info(self, msg: str, **fields: object) -> None:
+        self.emit("info", msg, **fields)
+
+    def warning(self, msg: str, **fields: object) -> None:
+        self.emit("warning", msg, **fields)
+
+    def error(self, msg: str, **fields: object) -> None:
+        self.emit("error", msg, **fields)

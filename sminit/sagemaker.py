@@ -1,0 +1,101 @@
+"""The SageMaker tree under the ml-root: tolerant readers of its JSON files, the failure file."""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+
+from sminit.log import Log
+
+MAX_CONFIG_BYTES = 16 * 1024 * 1024
+FAILURE_BYTES = 1024
+
+
+def config_path(ml_root: str, name: str) -> str:
+    return os.path.join(ml_root, "input", "config", name)
+
+
+def read_json(path: str, log: Log, shape: type = dict) -> object | None:
+    """A config file's JSON if it is a regular file of the expected shape, else None.
+
+    Missing is normal (one debug line). Anything else that is wrong (empty, malformed,
+    too big, a directory, a FIFO, a symlink loop, the wrong JSON type) is one warning line;
+    nothing here raises or blocks (O_NONBLOCK: opening a FIFO must not wait for a writer).
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        log.debug(f"{path}: not present")
+        return None
+    except OSError as exc:
+        log.warning(f"{path}: cannot open ({exc.strerror}), ignored")
+        return None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            log.warning(f"{path}: not a regular file, ignored")
+            return None
+        if info.st_size > MAX_CONFIG_BYTES:
+            log.warning(f"{path}: larger than {MAX_CONFIG_BYTES} bytes, ignored")
+            return None
+        data = os.read(fd, MAX_CONFIG_BYTES + 1)
+    except OSError as exc:
+        log.warning(f"{path}: cannot read ({exc.strerror}), ignored")
+        return None
+    finally:
+        os.close(fd)
+    import json
+
+    try:
+        value = json.loads(data)
+    except (ValueError, RecursionError):
+        log.warning(f"{path}: {'empty' if not data.strip() else 'not valid JSON'}, ignored")
+        return None
+    if not isinstance(value, shape):
+        log.warning(f"{path}: expected a JSON {'object' if shape is dict else shape.__name__}, ignored")
+        return None
+    return value
+
+
+def max_runtime_seconds(job_config: object, path: str, log: Log) -> float | None:
+    """StoppingCondition.MaxRuntimeInSeconds from trainingjobconfig.json, if sound."""
+    if not isinstance(job_config, dict):
+        return None
+    condition = job_config.get("StoppingCondition")
+    value = condition.get("MaxRuntimeInSeconds") if isinstance(condition, dict) else None
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 10**9:
+        log.warning(f"{path}: StoppingCondition.MaxRuntimeInSeconds is {value!r}, ignored")
+        return None
+    return float(value)
+
+
+def write_failure(ml_root: str, reason: str, log: Log) -> bool:
+    """Write <ml-root>/output/failure unless anything is already there: the first writer wins.
+
+    O_EXCL refuses any existing entry, a symlink (even dangling) included, so nothing the
+    job wrote is overwritten, appended to or written through. Only where output/ exists.
+    """
+    output = os.path.join(ml_root, "output")
+    if not os.path.isdir(output):
+        return False
+    path = os.path.join(output, "failure")
+    # Cut at 1024 bytes without splitting a UTF-8 character: FailureReason keeps the head.
+    data = reason.encode("utf-8", "replace")[:FAILURE_BYTES].decode("utf-8", "ignore").encode()
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    except OSError as exc:
+        if exc.errno == errno.EEXIST:
+            log.info(f"{path} already exists: left as the job wrote it")
+        else:
+            log.warning(f"cannot write {path}: {exc.strerror}")
+        return False
+    try:
+        os.write(fd, data)
+    except OSError as exc:
+        log.warning(f"cannot write {path}: {exc.strerror}")
+    finally:
+        os.close(fd)
+    return True

@@ -1,0 +1,207 @@
+"""The stop sequence: the grace clock, clean-up of leftovers, the final SIGKILL, max runtime."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+from sminit.log import Log
+from sminit.signals import STOP_SIGNALS, signal_name
+
+# After the final SIGKILL, how long to wait for the kernel to finish off the tree (a process
+# stuck in uninterruptible sleep cannot die) before exiting anyway.
+KILL_WAIT = 5.0
+
+
+def descendants() -> list:
+    """Every live descendant of sminit, orphans reparented to us included (psutil)."""
+    import psutil
+
+    try:
+        return psutil.Process().children(recursive=True)
+    except (psutil.Error, OSError):
+        return []
+
+
+def signal_process(proc, signo: int) -> bool:
+    """Signal one psutil.Process, never a process that has reused its pid since it was listed."""
+    pidfd = None
+    try:
+        pidfd = os.pidfd_open(proc.pid)
+    except ProcessLookupError:
+        return False
+    except (AttributeError, OSError):
+        pass  # Python < 3.9 or kernel < 5.3: plain kill after the identity check below
+    try:
+        # is_running() compares the start time: with a pidfd already held, a match means
+        # the pidfd is on the process we listed, so the signal cannot reach a newcomer.
+        if not proc.is_running():
+            return False
+        if pidfd is None:
+            os.kill(proc.pid, signo)
+        else:
+            signal.pidfd_send_signal(pidfd, signo)
+        return True
+    except OSError:
+        return False
+    finally:
+        if pidfd is not None:
+            os.close(pidfd)
+
+
+def kill_group(pgid: int, signo: int) -> bool:
+    try:
+        os.kill(-pgid, signo)
+        return True
+    except OSError:
+        return False  # ESRCH: the group has emptied
+
+
+class StopSequence:
+    """Decides what to signal and when; the wait loop calls it and sleeps until next_deadline()."""
+
+    def __init__(
+        self, log: Log, main_pid: int, *, grace: float, cleanup_grace: float, single_child: bool,
+        rewrite: dict[int, int], max_runtime: float | None = None, warn_before: float | None = None,
+        warn_signal: int = signal.SIGUSR1, now: float = 0.0,
+    ) -> None:
+        self.log = log
+        self.main_pid = main_pid
+        self.main_alive = True
+        self.grace = grace
+        self.cleanup_grace = cleanup_grace
+        self.single_child = single_child
+        self.rewrite = rewrite
+        self.pid1 = os.getpid() == 1
+        self.warn_signal = warn_signal
+        self.stopping = False  # a stop signal came, or the max runtime passed
+        self.timed_out = False  # the max runtime passed and started the stop
+        self.killing = False  # the final SIGKILL has gone out
+        self.gave_up = False
+        self.events: list[str] = []  # what sminit did, for the exit line and the failure file
+        self.max_runtime = max_runtime
+        self.runtime_at = now + max_runtime if max_runtime else None
+        self.warn_at = self.runtime_at - warn_before if self.runtime_at and warn_before else None
+        self.kill_at: float | None = None
+        self.give_up_at: float | None = None
+
+    def next_deadline(self) -> float | None:
+        armed = [t for t in (self.warn_at, self.runtime_at, self.kill_at, self.give_up_at) if t is not None]
+        return min(armed) if armed else None
+
+    # -- signals -------------------------------------------------------------------------
+
+    def on_signal(self, signo: int, now: float) -> None:
+        if signo in STOP_SIGNALS and not self.stopping:
+            self.events.append(f"stopped on {signal_name(signo)}")
+            self.log.info(f"received {signal_name(signo)}: stopping, SIGKILL in {self.grace:g} s")
+            self.begin_stop(signo, now)
+        else:
+            self.forward(signo, "info" if signo in STOP_SIGNALS else "debug")
+
+    def begin_stop(self, signo: int, now: float) -> None:
+        """The first stop signal: forward it and start the grace clock, which never restarts."""
+        self.stopping = True
+        self.warn_at = self.runtime_at = None
+        self.arm_kill(now + self.grace)
+        self.forward(signo, "info")
+
+    def forward(self, signo: int, level: str = "debug") -> None:
+        target = self.rewrite.get(signo, signo)
+        if target == 0:
+            self.log.emit(level, f"dropped {signal_name(signo)} (rewritten to 0)")
+            return
+        if self.single_child:
+            if not self.main_alive:
+                self.log.emit(level, f"no child to forward {signal_name(signo)} to")
+                return
+            sent = _kill(self.main_pid, target)
+            where = f"child {self.main_pid}"
+        else:
+            sent = kill_group(self.main_pid, target)
+            where = f"group {self.main_pid}"
+        if sent and self.log.enabled(level):
+            shown = signal_name(target) + ("" if target == signo else f" (for {signal_name(signo)})")
+            self.log.emit(level, f"forwarded {shown} to {where}")
+
+    # -- children ------------------------------------------------------------------------
+
+    def on_main_exit(self, now: float, children_left: bool) -> None:
+        """The main child is reaped: what it left behind gets SIGTERM now and SIGKILL later."""
+        self.main_alive = False
+        self.warn_at = self.runtime_at = None
+        if not children_left or self.killing:
+            return
+        if self.stopping:
+            # The group already had the stop signal; only the others get SIGTERM, and the
+            # SIGKILL still comes when the stop's grace ends.
+            had_it = None if self.single_child else self.main_pid
+            count = self.signal_leftovers(signal.SIGTERM, skip_group=had_it)
+            self.log.info(f"main child exited during the stop: SIGTERM to {count} other processes")
+        else:
+            kill_group(self.main_pid, signal.SIGTERM)
+            count = self.signal_leftovers(signal.SIGTERM, skip_group=self.main_pid)
+            self.log.info(f"main child exited, processes left: SIGTERM, SIGKILL in {self.cleanup_grace:g} s")
+            self.arm_kill(now + self.cleanup_grace)
+
+    def after_reap(self) -> None:
+        """Children remain after a reap: while escalating, finish off any that just appeared."""
+        if self.killing:
+            self.kill_everything()
+
+    def signal_leftovers(self, signo: int, skip_group: int | None) -> int:
+        count = 0
+        for proc in descendants():
+            try:
+                if skip_group is not None and os.getpgid(proc.pid) == skip_group:
+                    continue
+            except OSError:
+                continue
+            count += signal_process(proc, signo)
+        return count
+
+    def kill_everything(self) -> None:
+        if self.pid1:
+            # As PID 1 this reaches every process in the namespace, whatever its group or
+            # session, including any forked while we were deciding.
+            _kill(-1, signal.SIGKILL)
+            return
+        kill_group(self.main_pid, signal.SIGKILL)
+        for proc in descendants():
+            signal_process(proc, signal.SIGKILL)
+
+    # -- deadlines -----------------------------------------------------------------------
+
+    def arm_kill(self, when: float) -> None:
+        if self.kill_at is None or when < self.kill_at:
+            self.kill_at = when
+
+    def on_deadline(self, now: float) -> None:
+        if self.warn_at is not None and now >= self.warn_at:
+            self.warn_at = None
+            self.log.info(f"max runtime ends in {self.runtime_at - now:.0f} s: warning with {signal_name(self.warn_signal)}")
+            self.forward(self.warn_signal, "info")
+        if self.runtime_at is not None and now >= self.runtime_at:
+            self.events.append(f"max runtime of {self.max_runtime:g} s passed")
+            self.log.info(f"{self.events[-1]}: stopping as on SIGTERM")
+            self.timed_out = True
+            self.begin_stop(signal.SIGTERM, now)
+        if self.kill_at is not None and now >= self.kill_at:
+            self.kill_at = None
+            self.events.append("grace expired" if self.stopping else "cleanup grace expired")
+            self.log.info(f"{self.events[-1]}: SIGKILL to every process left")
+            self.killing = True
+            self.give_up_at = now + KILL_WAIT
+            self.kill_everything()
+        if self.give_up_at is not None and now >= self.give_up_at:
+            self.give_up_at = None
+            self.gave_up = True
+            self.log.warning(f"processes still not reaped {KILL_WAIT:g} s after SIGKILL: exiting anyway")
+
+
+def _kill(pid: int, signo: int) -> bool:
+    try:
+        os.kill(pid, signo)
+        return True
+    except OSError:
+        return False

@@ -1,0 +1,210 @@
+"""What the child inherits (signal state, stdio, cwd, environment, terminal) and the subreaper paths."""
+
+from __future__ import annotations
+
+import os
+import pty
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import SMINIT, run_sminit, sigmask_hex, wait_until, zombies_of
+
+
+def _status_fields(text: str) -> dict[str, str]:
+    return dict(line.split(":\t", 1) for line in text.splitlines() if ":\t" in line)
+
+
+def test_child_gets_the_original_mask_and_ignores_with_python_s_reset(as_pid1):
+    def original_state():
+        signal.pthread_sigmask(signal.SIG_SETMASK, {signal.SIGUSR1, signal.SIGWINCH})
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        signal.signal(signal.SIGQUIT, signal.SIG_IGN)
+
+    prefix = ["unshare", "--pid", "--fork", "--mount-proc"] if as_pid1 else []
+    result = subprocess.run([*prefix, *SMINIT, "--", "cat", "/proc/self/status"], capture_output=True,
+                            text=True, timeout=20, preexec_fn=original_state)
+    assert result.returncode == 0, result.stderr
+    fields = _status_fields(result.stdout)
+    assert fields["SigBlk"] == sigmask_hex({signal.SIGUSR1, signal.SIGWINCH})
+    # SIGPIPE and SIGXFSZ, which the interpreter ignores, are back to default.
+    assert fields["SigIgn"] == sigmask_hex({signal.SIGHUP, signal.SIGQUIT})
+
+
+def test_default_state_is_clean():
+    result = run_sminit(["--", "cat", "/proc/self/status"])
+    fields = _status_fields(result.stdout)
+    assert fields["SigBlk"] == sigmask_hex(set()) and fields["SigIgn"] == sigmask_hex(set())
+
+
+def test_child_runs_in_its_own_process_group():
+    result = run_sminit(["--", sys.executable, "-c", "import os; print(os.getpid() == os.getpgrp())"])
+    assert result.stdout == "True\n"
+
+
+def test_stdin_cwd_and_environment_pass_through(tmp_path):
+    result = subprocess.run([*SMINIT, "--", "sh", "-c", 'cat; pwd; echo "$SMINIT_TEST_VALUE"'],
+                            input="from stdin\n", capture_output=True, text=True, timeout=20, cwd=tmp_path,
+                            env={**os.environ, "SMINIT_TEST_VALUE": "x y\tz"})
+    assert result.returncode == 0
+    assert result.stdout == f"from stdin\n{os.path.realpath(tmp_path)}\nx y\tz\n"
+
+
+def test_output_is_not_touched():
+    payload = "".join(f"line {i}\n" for i in range(20000))
+    result = subprocess.run([*SMINIT, "-q", "--", "cat"], input=payload, capture_output=True, text=True, timeout=20)
+    assert result.stdout == payload and result.stderr == ""
+
+
+def _pty_session(argv: list[str]):
+    """Start argv as a session leader whose controlling terminal is a new pty."""
+    pid, master = pty.fork()
+    if pid == 0:
+        try:
+            os.execvp(argv[0], argv)
+        finally:
+            os._exit(127)
+    return pid, master
+
+
+def _read_until(master: int, fragment: bytes, timeout: float = 15) -> bytes:
+    seen = b""
+    deadline = time.monotonic() + timeout
+    while fragment not in seen:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise AssertionError(f"{fragment!r} not seen in {seen[-500:]!r}")
+        ready, _, _ = select.select([master], [], [], remaining)
+        if ready:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:
+                chunk = b""
+            if not chunk:
+                raise AssertionError(f"pty closed before {fragment!r}: {seen[-500:]!r}")
+            seen += chunk
+    return seen
+
+
+def _finish(pid: int, timeout: float = 15) -> int:
+    deadline = time.monotonic() + timeout
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            raise AssertionError("the pty session did not end")
+        time.sleep(0.01)
+
+
+CTRL_C_CHILD = (
+    "import os, signal, sys\n"
+    "print('foreground', os.tcgetpgrp(0) == os.getpgrp(), flush=True)\n"
+    "signal.signal(signal.SIGINT, lambda *a: (print('got SIGINT', flush=True), os._exit(42)))\n"
+    "signal.pause()\n"
+)
+
+
+def test_terminal_foreground_and_ctrl_c():
+    pid, master = _pty_session([*SMINIT, "--", sys.executable, "-c", CTRL_C_CHILD])
+    try:
+        _read_until(master, b"foreground True")
+        os.write(master, b"\x03")
+        output = _read_until(master, b"got SIGINT")
+        assert _finish(pid) == 42
+        # The terminal sent SIGINT to the child's group only: sminit never started a stop.
+        output += b"".join(iter(lambda: _drain(master), b""))
+        assert b"received SIGINT" not in output
+    finally:
+        os.close(master)
+
+
+def _drain(master: int) -> bytes:
+    ready, _, _ = select.select([master], [], [], 0.2)
+    if not ready:
+        return b""
+    try:
+        return os.read(master, 4096)
+    except OSError:
+        return b""
+
+
+@pytest.mark.skipif(not shutil.which("bash"), reason="needs bash")
+def test_interactive_shell_has_job_control():
+    pid, master = _pty_session([*SMINIT, "--", "bash", "--norc", "--noprofile", "-i"])
+    try:
+        os.write(master, b"sleep 60 &\n")
+        os.write(master, b"jobs; kill %1; wait; echo jobs-$((40+2))\n")
+        output = _read_until(master, b"jobs-42")
+        os.write(master, b"exit 5\n")
+        assert _finish(pid) == 5
+        assert b"no job control" not in output and b"cannot set terminal process group" not in output
+        assert b"Running" in output
+    finally:
+        os.close(master)
+
+
+def test_background_sminit_does_not_steal_the_terminal():
+    script = f"{' '.join(SMINIT)} -- {sys.executable} -c \"import os; print('fg', os.tcgetpgrp(0) == os.getpgrp())\" & wait"
+    pid, master = _pty_session(["bash", "--norc", "--noprofile", "-i", "-c", script])
+    try:
+        output = _read_until(master, b"fg ")
+        output += _read_until(master, b"\n")
+        assert b"fg False" in output
+        _finish(pid)
+    finally:
+        os.close(master)
+
+
+BLOCK_PRCTL = "import sys; sys.modules['prctl'] = None; from sminit.__main__ import run; run()"
+ORPHANS = "import os, sys\nfor _ in range(50):\n    if os.fork() == 0:\n        if os.fork() == 0: os._exit(0)\n        os._exit(0)\nprint('made', flush=True); sys.stdin.readline()"
+
+
+@pytest.mark.parametrize("path", ["python-prctl", "libc"])
+def test_subreaper_paths_reap_orphans(start, path):
+    if path == "python-prctl":
+        try:
+            import prctl  # noqa: F401
+        except ImportError:
+            if os.environ.get("CI"):
+                raise  # CI installs the extra: both paths must run there
+            pytest.skip("python-prctl is not installed")
+        command = SMINIT
+    else:
+        command = [sys.executable, "-c", BLOCK_PRCTL]
+    run = start(["-v", "--", sys.executable, "-c", ORPHANS], command=command, stdin=subprocess.PIPE)
+    run.expect("made")
+    assert wait_until(lambda: f"({path})" in run.stderr())
+    with open(f"/proc/{run.pid}/status") as handle:
+        assert "python" not in handle.readline()  # Name: sminit
+    assert wait_until(lambda: zombies_of(run.pid) == 0)
+    run.proc.stdin.close()
+    assert run.wait() == 0
+
+
+def test_subreaper_helpers_both_paths():
+    code = (
+        "import sys\n"
+        "{block}"
+        "from sminit import subreaper\n"
+        "print(subreaper.is_subreaper(), subreaper.become_subreaper(), subreaper.is_subreaper())\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code.format(block="sys.modules['prctl'] = None\n")],
+                            capture_output=True, text=True, timeout=20)
+    assert result.stdout == "False libc True\n"
+
+
+def test_console_script_is_installed_and_works():
+    script = shutil.which("sminit", path=os.path.dirname(sys.executable)) or shutil.which("sminit")
+    if script is None:
+        pytest.skip("sminit is not installed as a console script")
+    result = subprocess.run([script, "--", "sh", "-c", "exit 4"], capture_output=True, text=True, timeout=20)
+    assert result.returncode == 4
+    assert subprocess.run([script, "--version"], capture_output=True, text=True, timeout=20).stdout.startswith("sminit ")

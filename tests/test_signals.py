@@ -1,0 +1,198 @@
+"""Forwarding: every signal, group or child alone, rewrites, SIGCHLD, storms, early signals."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from conftest import RECORDER, SIGNALS_TO_FORWARD, SMINIT, run_sminit
+from sminit.signals import signal_name
+
+
+def test_every_forwardable_signal_reaches_the_child(start, as_pid1):
+    run = start(["--", *RECORDER], pid1=as_pid1)
+    run.expect("main ready")
+    for signo in SIGNALS_TO_FORWARD:
+        run.signal(signo)
+        run.expect(f"main got {signal_name(signo)}")
+    run.signal(signal.SIGTERM)
+    run.expect("main got SIGTERM")
+    assert run.wait() == 0
+
+
+def test_sigchld_is_not_forwarded(start, as_pid1):
+    run = start(["--", *RECORDER], pid1=as_pid1)
+    run.expect("main ready")
+    run.signal(signal.SIGCHLD)
+    run.signal(signal.SIGUSR1)
+    assert run.expect("main got") == "main got SIGUSR1"
+    run.signal(signal.SIGTERM)
+    assert run.wait() == 0
+    assert "main got SIGCHLD" not in run.lines
+
+
+def test_signals_reach_the_whole_group_through_a_shell(start, as_pid1):
+    run = start(["--", "/bin/sh", "-c", f"{' '.join(RECORDER)} --tag worker; echo shell-done"], pid1=as_pid1)
+    run.expect("worker ready")
+    run.signal(signal.SIGUSR1)
+    run.expect("worker got SIGUSR1")
+
+
+@pytest.mark.parametrize("single", [False, True])
+def test_single_child_signals_the_child_alone(start, as_pid1, single):
+    options = ["--single-child"] if single else []
+    run = start([*options, "-t", "0.3", "--", *RECORDER, "--spawn", "helper"], pid1=as_pid1)
+    run.expect("main ready")
+    run.expect("helper ready")
+    run.signal(signal.SIGUSR2)
+    run.expect("main got SIGUSR2")
+    run.signal(signal.SIGHUP)
+    run.expect("main got SIGHUP")
+    run.signal(signal.SIGTERM)
+    assert run.wait() == 0
+    # The helper's SIGTERM comes from the clean-up after the main child exited.
+    helper_lines = [line for line in run.lines if line.startswith("helper got") and "SIGTERM" not in line]
+    if single:
+        assert helper_lines == []
+    else:
+        assert "helper got SIGUSR2" in helper_lines and "helper got SIGHUP" in helper_lines
+
+
+def test_single_child_from_the_environment(start):
+    run = start(["-t", "0.3", "--", *RECORDER, "--spawn", "helper"], env={"SMINIT_SINGLE_CHILD": "yes"})
+    run.expect("main ready")
+    run.expect("helper ready")
+    run.signal(signal.SIGUSR1)
+    run.expect("main got SIGUSR1")
+    run.signal(signal.SIGTERM)
+    assert run.wait() == 0
+    assert "helper got SIGUSR1" not in run.lines
+
+
+def test_rewrite_and_drop(start, as_pid1):
+    run = start(["-r", "USR1:USR2", "--rewrite", "SIGHUP:0", "--", *RECORDER], pid1=as_pid1)
+    run.expect("main ready")
+    run.signal(signal.SIGHUP)  # dropped: the next line the child prints is about USR1
+    run.signal(signal.SIGUSR1)
+    assert run.expect("main got") == "main got SIGUSR2"
+    run.signal(signal.SIGTERM)
+    assert run.wait() == 0
+    assert "main got SIGHUP" not in run.lines and "main got SIGUSR1" not in run.lines
+
+
+def test_rewrite_from_the_environment_is_replaced_by_the_command_line(start):
+    run = start(["-r", "USR1:WINCH", "--", *RECORDER], env={"SMINIT_REWRITE": "USR2:0,HUP:0"})
+    run.expect("main ready")
+    run.signal(signal.SIGUSR2)
+    run.expect("main got SIGUSR2")  # the variable's list was replaced, not merged
+    run.signal(signal.SIGUSR1)
+    run.expect("main got SIGWINCH")
+    run.signal(signal.SIGTERM)
+    assert run.wait() == 0
+
+
+def test_rewritten_stop_signal_still_starts_the_grace_clock(start, as_pid1):
+    run = start(["-t", "0.5", "-r", "TERM:USR1", "--", *RECORDER], pid1=as_pid1)
+    run.expect("main ready")
+    run.signal(signal.SIGTERM)
+    run.expect("main got SIGUSR1")
+    assert run.wait() == 128 + signal.SIGKILL
+    assert "main got SIGTERM" not in run.lines
+    assert "grace expired" in run.stderr()
+
+
+def test_sigint_is_a_stop_signal_too(start, as_pid1):
+    run = start(["-t", "0.5", "--", *RECORDER, "--ignore-term"], pid1=as_pid1)
+    run.expect("main ready")
+    run.signal(signal.SIGINT)
+    run.expect("main got SIGINT")
+    assert run.wait() == 128 + signal.SIGKILL
+
+
+def test_signal_storm_then_sigterm(start, as_pid1):
+    run = start(["--", *RECORDER], pid1=as_pid1)
+    run.expect("main ready")
+    storm = [signal.SIGUSR1, signal.SIGUSR2, signal.SIGHUP, signal.SIGWINCH, signal.SIGRTMIN, signal.SIGRTMIN + 3]
+    pid = run.pid
+    for index in range(1000):
+        os.kill(pid, storm[index % len(storm)])
+    # Standard signals merge, real-time ones queue: every kind arrives at least once.
+    run.expect_all([f"main got {signal_name(signo)}" for signo in storm], timeout=30)
+    run.signal(signal.SIGTERM)
+    run.expect("main got SIGTERM", timeout=30)
+    assert run.wait() == 0
+    assert "Traceback" not in run.stderr()
+
+
+def test_a_stop_signal_pending_before_the_start_means_the_command_never_runs(tmp_path):
+    marker = tmp_path / "ran"
+
+    def pending_sigterm():
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+        os.kill(os.getpid(), signal.SIGTERM)  # stays pending across exec into sminit
+
+    result = subprocess.run(
+        [*SMINIT, "--", "touch", str(marker)],
+        capture_output=True, text=True, timeout=20, preexec_fn=pending_sigterm,
+    )
+    assert result.returncode == 128 + signal.SIGTERM
+    assert "before the command started" in result.stderr
+    assert not marker.exists()
+
+
+def test_other_signals_pending_before_the_start_are_delivered_not_lost():
+    def pending_sigusr1():
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
+        os.kill(os.getpid(), signal.SIGUSR1)
+
+    # The child inherits the original mask (USR1 blocked), so the forwarded USR1 waits for
+    # it, pending, until it installs a handler and unblocks.
+    child = (
+        "import os, signal\n"
+        "signal.signal(signal.SIGUSR1, lambda *a: (print('got USR1', flush=True), os._exit(0)))\n"
+        "signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGUSR1})\n"
+        "signal.pause()\n"
+    )
+    result = subprocess.run(
+        [*SMINIT, "--", sys.executable, "-c", child],
+        capture_output=True, text=True, timeout=20, preexec_fn=pending_sigusr1,
+    )
+    assert result.returncode == 0 and result.stdout == "got USR1\n"
+
+
+def test_sminit_never_stops_itself_on_tstp_ttin_ttou(start, as_pid1):
+    run = start(["--", *RECORDER], pid1=as_pid1)
+    run.expect("main ready")
+    for signo in (signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU):
+        run.signal(signo)
+        run.expect(f"main got {signal_name(signo)}")
+    with open(f"/proc/{run.pid}/stat") as handle:
+        assert handle.read().rsplit(")", 1)[1].split()[0] != "T"
+    run.signal(signal.SIGTERM)
+    assert run.wait() == 0
+
+
+def test_json_log_lines(start):
+    import json
+
+    run = start(["--log-format", "json", "-v", "--", *RECORDER])
+    run.expect("main ready")
+    run.signal(signal.SIGUSR1)
+    run.expect("main got SIGUSR1")
+    run.signal(signal.SIGTERM)
+    assert run.wait() == 0
+    records = [json.loads(line) for line in run.stderr().splitlines()]
+    assert all({"ts", "level", "msg"} <= record.keys() for record in records)
+    messages = " | ".join(record["msg"] for record in records)
+    assert "started" in messages and "forwarded SIGUSR1" in messages and "exiting with 0" in messages
+
+
+def test_quiet_hides_info_lines():
+    result = run_sminit(["-q", "--", "true"])
+    assert result.returncode == 0 and result.stderr == ""
+    result = run_sminit(["--", "true"], env={**os.environ, "SMINIT_LOG_LEVEL": "warning"})
+    assert result.returncode == 0 and result.stderr == ""
