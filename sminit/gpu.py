@@ -90,6 +90,8 @@ def expected_gpus(requirement: str, mode: str, ml_root: str, log: Log) -> tuple[
     resource = read_json(path, log)
     instance_type = resource.get("current_instance_type") if isinstance(resource, dict) else None
     if not isinstance(instance_type, str):
+        if instance_type is not None:  # optional: older jobs lack it, but it is never a non-string
+            log.warning(f"{path}: current_instance_type is {instance_type!r}, not a string; ignored")
         return None, ""
     return GPU_COUNTS.get(instance_type), instance_type
 

@@ -137,7 +137,8 @@ class StopSequence:
             # SIGKILL still comes when the stop's grace ends.
             had_it = None if self.single_child else self.main_pid
             count = self.signal_leftovers(signal.SIGTERM, skip_group=had_it)
-            self.log.info(f"main child exited during the stop: SIGTERM to {count} other processes")
+            if count:
+                self.log.info(f"main child exited during the stop: SIGTERM to {count} other processes")
         else:
             kill_group(self.main_pid, signal.SIGTERM)
             count = self.signal_leftovers(signal.SIGTERM, skip_group=self.main_pid)
@@ -179,7 +180,7 @@ class StopSequence:
     def on_deadline(self, now: float) -> None:
         if self.warn_at is not None and now >= self.warn_at:
             self.warn_at = None
-            self.log.info(f"max runtime ends in {self.runtime_at - now:.0f} s: warning with {signal_name(self.warn_signal)}")
+            self.log.info(f"max runtime ends in {self.runtime_at - now:.1f} s: warning with {signal_name(self.warn_signal)}")
             self.forward(self.warn_signal, "info")
         if self.runtime_at is not None and now >= self.runtime_at:
             self.events.append(f"max runtime of {self.max_runtime:g} s passed")

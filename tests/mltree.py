@@ -1,0 +1,46 @@
+"""Builds /opt/ml trees in a temp dir, in the shapes SageMaker writes (see SAGEMAKER-FACTS.md)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+P4D_TWO_HOSTS = {
+    "current_host": "algo-2", "current_instance_type": "ml.p4d.24xlarge",
+    "current_group_name": "homogeneousCluster", "hosts": ["algo-1", "algo-2"],
+    "instance_groups": [{"instance_group_name": "homogeneousCluster", "instance_type": "ml.p4d.24xlarge",
+                         "hosts": ["algo-2", "algo-1"]}],
+    "network_interface_name": "eth0",
+}
+OLD_THREE_KEYS = {"current_host": "algo-1", "hosts": ["algo-1", "algo-2", "algo-3"], "network_interface_name": "eth0"}
+
+
+def job_config(max_runtime: object = 900) -> dict:
+    return {
+        "TrainingJobName": "sminit-test", "TrainingJobArn": "arn:aws:sagemaker:us-east-1:123456789012:training-job/sminit-test",
+        "StoppingCondition": {"MaxRuntimeInSeconds": max_runtime, "MaxWaitTimeInSeconds": max_runtime},
+        "ResourceConfig": {"InstanceType": "ml.p4d.24xlarge", "InstanceCount": 2, "VolumeSizeInGB": 30},
+    }
+
+
+def make_ml_root(root: Path, resource: dict | None = P4D_TWO_HOSTS, job: dict | None = None,
+                 hyperparameters: dict | None = None, output: bool = True) -> Path:
+    config = root / "input" / "config"
+    config.mkdir(parents=True)
+    (root / "input" / "data" / "train").mkdir(parents=True)
+    (root / "input" / "data" / "train" / "part-0000.csv").write_text("x,y\n1,2\n")
+    (root / "model").mkdir()
+    if output:
+        (root / "output" / "data").mkdir(parents=True)
+    files = {
+        "resourceconfig.json": resource,
+        "trainingjobconfig.json": job,
+        "hyperparameters.json": {k: json.dumps(v) for k, v in (hyperparameters or {}).items()},
+        "inputdataconfig.json": {"train": {"TrainingInputMode": "File", "S3DistributionType": "FullyReplicated",
+                                           "RecordWrapperType": "None"}},
+        "checkpointconfig.json": {"LocalPath": str(root / "checkpoints")},
+    }
+    for name, value in files.items():
+        if value is not None:
+            (config / name).write_text(json.dumps(value))
+    return root

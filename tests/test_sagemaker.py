@@ -1,0 +1,396 @@
+"""SageMaker integration: modes, max runtime and its warning, the failure file, the GPU check,
+--check, tolerant config files, and the example training script."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import stat
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import RECORDER, SMINIT, run_sminit
+from mltree import OLD_THREE_KEYS, P4D_TWO_HOSTS, job_config, make_ml_root
+
+EXAMPLES = Path(__file__).parent.parent / "examples"
+
+
+def env(**extra: str) -> dict[str, str]:
+    """The test's environment without any SageMaker or sminit variable, plus extra."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("SMINIT_", "TRAINING_JOB", "NVIDIA_"))}
+    return {**base, **extra}
+
+
+@pytest.fixture
+def ml(tmp_path) -> Path:
+    return make_ml_root(tmp_path / "ml")
+
+
+def failure(ml: Path) -> str | None:
+    path = ml / "output" / "failure"
+    return path.read_text() if path.exists() else None
+
+
+def started_line(stderr: str) -> str:
+    return next(line for line in stderr.splitlines() if "started" in line)
+
+
+# -- modes -------------------------------------------------------------------------------
+
+def test_train_resolves_through_the_variable_split_like_a_shell_but_never_run_by_one(tmp_path):
+    out = tmp_path / "argv.json"
+    command = f"{sys.executable} -c 'import json,sys; json.dump(sys.argv[1:], open(sys.argv[1], \"w\"))' {out} " \
+              "'a;b' '$(touch pwned)' '`id`' '|' \"two words\""
+    result = run_sminit(["--", "train"], env=env(SMINIT_TRAIN_CMD=command), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(out.read_text()) == [str(out), "a;b", "$(touch pwned)", "`id`", "|", "two words"]
+    assert not (tmp_path / "pwned").exists()
+    assert "mode train" in started_line(result.stderr) and "grace 110 s" in started_line(result.stderr)
+
+
+def test_serve_resolves_through_the_variable_with_the_serve_grace():
+    result = run_sminit(["--", "serve"], env=env(SMINIT_SERVE_CMD="sh -c 'exit 0'"))
+    assert result.returncode == 0
+    assert "mode serve" in started_line(result.stderr) and "grace 25 s" in started_line(result.stderr)
+
+
+def test_train_found_on_path_runs_with_no_argument(tmp_path):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    program = bin_dir / "train"
+    program.write_text('#!/bin/sh\necho "args:$#"\n')
+    program.chmod(0o755)
+    result = run_sminit(["--", "train"], env=env(PATH=f"{bin_dir}:{os.environ['PATH']}"))
+    assert result.returncode == 0 and result.stdout == "args:0\n"
+
+
+@pytest.mark.parametrize("role", ["train", "serve"])
+def test_missing_train_or_serve_is_127_naming_both_places(ml, role):
+    result = run_sminit(["--ml-root", str(ml), "--", role], env=env(PATH="/nonexistent"))
+    assert result.returncode == 127
+    assert f"SMINIT_{role.upper()}_CMD" in result.stderr and "PATH" in result.stderr
+    if role == "train":
+        assert "command not found" in failure(ml)
+    else:
+        assert failure(ml) is None  # the failure file is for training jobs
+
+
+def test_trailing_role_argument_is_kept_in_argv(tmp_path):
+    result = run_sminit(["--", "sh", "-c", 'echo "$@"', "sh", "serve"], env=env())
+    assert result.returncode == 0 and result.stdout == "serve\n"
+    assert "mode serve" in started_line(result.stderr)
+
+
+@pytest.mark.parametrize("how, expected", [
+    ("nothing", "none"), ("job-name", "train"), ("resourceconfig", "train"), ("override", "serve"),
+])
+def test_auto_mode(tmp_path, how, expected):
+    ml = tmp_path / "ml"
+    extra = {}
+    options = ["--ml-root", str(ml)]
+    if how == "job-name":
+        extra["TRAINING_JOB_NAME"] = "job"
+    if how in ("resourceconfig", "override"):
+        make_ml_root(ml, resource=OLD_THREE_KEYS)
+    if how == "override":
+        extra["SMINIT_MODE"] = "serve"
+    result = run_sminit([*options, "--", "true"], env=env(**extra))
+    assert result.returncode == 0, result.stderr
+    assert f"mode {expected}" in started_line(result.stderr)
+
+
+def test_mode_option_does_not_change_how_a_lone_train_is_resolved():
+    result = run_sminit(["--mode", "none", "--", "train"], env=env(SMINIT_TRAIN_CMD="true"))
+    assert result.returncode == 0 and "mode none" in started_line(result.stderr)
+
+
+# -- max runtime -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("source", ["option", "variable", "trainingjobconfig"])
+def test_max_runtime_warns_first_then_stops_with_124_and_a_failure_file(start, tmp_path, source):
+    ml = make_ml_root(tmp_path / "ml", job=job_config(2) if source == "trainingjobconfig" else None)
+    options = ["--ml-root", str(ml), "--mode", "train", "--warn-before", "1", "--require-gpus", "none"]
+    extra = {}
+    if source == "option":
+        options += ["--max-runtime", "2"]
+    elif source == "variable":
+        extra["SMINIT_MAX_RUNTIME"] = "2"
+    run = start([*options, "--", *RECORDER], env=env(**extra))
+    run.expect("main ready")
+    run.expect("main got SIGUSR1")
+    run.expect("main got SIGTERM")
+    assert run.wait() == 124
+    assert "main got SIGUSR1" in run.lines and run.lines.index("main got SIGUSR1") < run.lines.index("main got SIGTERM")
+    assert failure(ml).startswith("sminit: exiting with 124") and "max runtime of 2 s passed" in failure(ml)
+
+
+def test_custom_warn_signal(start):
+    run = start(["--max-runtime", "1.5", "--warn-before", "1", "--warn-signal", "HUP", "--", *RECORDER], env=env())
+    run.expect("main got SIGHUP")
+    run.expect("main got SIGTERM")
+    assert run.wait() == 124
+
+
+def test_max_runtime_zero_overrides_the_job_config(ml):
+    (ml / "input" / "config" / "trainingjobconfig.json").write_text(json.dumps(job_config(1)))
+    result = run_sminit(["--ml-root", str(ml), "--max-runtime", "0", "--require-gpus", "none", "--", "true"],
+                        env=env(TRAINING_JOB_NAME="job"))
+    assert result.returncode == 0 and "max runtime none" in started_line(result.stderr)
+
+
+def test_job_config_runtime_only_in_train_mode(ml):
+    (ml / "input" / "config" / "trainingjobconfig.json").write_text(json.dumps(job_config(1)))
+    result = run_sminit(["--ml-root", str(ml), "--mode", "none", "--", "true"], env=env())
+    assert "max runtime none" in started_line(result.stderr)
+
+
+def test_max_runtime_escalates_when_the_job_ignores_sigterm(start, ml):
+    run = start(["--ml-root", str(ml), "--mode", "train", "--require-gpus", "none", "--max-runtime", "1",
+                 "-t", "0.5", "--", *RECORDER, "--ignore-term"], env=env())
+    run.expect("main got SIGTERM")
+    assert run.wait() == 124
+    assert "max runtime of 1 s passed" in failure(ml) and "grace expired" in failure(ml)
+
+
+# -- failure file ------------------------------------------------------------------------
+
+def train_failing(ml: Path, code: int = 3, **extra: str):
+    return run_sminit(["--ml-root", str(ml), "--mode", "train", "--require-gpus", "none", "--",
+                       "sh", "-c", f"exit {code}"], env=env(**extra))
+
+
+def test_failure_file_reports_the_child_status_first(ml):
+    assert train_failing(ml).returncode == 3
+    text = failure(ml)
+    assert text.startswith("sminit: exiting with 3: sh -c 'exit 3' exited with 3")
+
+
+def test_no_failure_file_on_success_or_outside_train_mode(ml):
+    assert train_failing(ml, 0).returncode == 0 and failure(ml) is None
+    result = run_sminit(["--ml-root", str(ml), "--mode", "none", "--", "false"], env=env())
+    assert result.returncode == 1 and failure(ml) is None
+
+
+def test_no_failure_file_without_output_dir(tmp_path):
+    ml = make_ml_root(tmp_path / "ml", output=False)
+    assert train_failing(ml).returncode == 3
+    assert not (ml / "output").exists()
+
+
+def test_the_job_s_own_failure_file_wins(ml):
+    (ml / "output" / "failure").write_text("CUDA out of memory\n")
+    assert train_failing(ml).returncode == 3
+    assert failure(ml) == "CUDA out of memory\n"
+
+
+@pytest.mark.parametrize("kind", ["dangling-symlink", "symlink", "directory"])
+def test_failure_path_is_never_written_through(ml, tmp_path, kind):
+    path = ml / "output" / "failure"
+    target = tmp_path / "elsewhere"
+    if kind == "symlink":
+        target.write_text("precious\n")
+    if kind == "directory":
+        path.mkdir()
+    else:
+        path.symlink_to(target)
+    result = train_failing(ml)
+    assert result.returncode == 3 and "Traceback" not in result.stderr
+    if kind == "symlink":
+        assert target.read_text() == "precious\n"
+    elif kind == "dangling-symlink":
+        assert not target.exists() and path.is_symlink()
+    else:
+        assert path.is_dir() and list(path.iterdir()) == []
+
+
+def test_failure_file_is_at_most_1024_bytes(ml):
+    result = run_sminit(["--ml-root", str(ml), "--mode", "train", "--require-gpus", "none", "--",
+                         "sh", "-c", "exit 9", "é" * 2000], env=env())
+    assert result.returncode == 9
+    data = (ml / "output" / "failure").read_bytes()
+    assert len(data) <= 1024 and data.startswith(b"sminit: exiting with 9")
+    data.decode("utf-8")  # cut on a character boundary
+
+
+# -- GPU check ---------------------------------------------------------------------------
+
+def dev_dir(tmp_path: Path, gpus: int) -> Path:
+    folder = tmp_path / "dev"
+    folder.mkdir()
+    for name in ["nvidiactl", "nvidia-uvm", "nvidia-caps", *(f"nvidia{i}" for i in range(gpus))]:
+        (folder / name).write_text("")
+    return folder
+
+
+@pytest.mark.parametrize("gpus, resource, requirement, extra, code", [
+    (8, P4D_TWO_HOSTS, "auto", {}, 0),
+    (4, P4D_TWO_HOSTS, "auto", {}, 125),
+    (0, {**P4D_TWO_HOSTS, "current_instance_type": "ml.m5.xlarge"}, "auto", {}, 0),  # no GPUs expected
+    (0, {**P4D_TWO_HOSTS, "current_instance_type": "ml.unknown.2xlarge"}, "auto", {}, 0),
+    (0, OLD_THREE_KEYS, "auto", {}, 0),
+    (1, OLD_THREE_KEYS, "2", {}, 125),
+    (2, OLD_THREE_KEYS, "2", {}, 0),
+    (0, P4D_TWO_HOSTS, "none", {}, 0),
+    (8, P4D_TWO_HOSTS, "auto", {"NVIDIA_VISIBLE_DEVICES": "void"}, 125),
+    (8, P4D_TWO_HOSTS, "8", {"NVIDIA_VISIBLE_DEVICES": "none"}, 125),
+])
+def test_gpu_check(tmp_path, gpus, resource, requirement, extra, code):
+    ml = make_ml_root(tmp_path / "ml", resource=resource)
+    marker = tmp_path / "ran"
+    result = run_sminit(["--ml-root", str(ml), "--require-gpus", requirement, "--", "touch", str(marker)],
+                        env=env(TRAINING_JOB_NAME="job", SMINIT_DEV_DIR=str(dev_dir(tmp_path, gpus)), **extra))
+    assert result.returncode == code, result.stderr
+    assert marker.exists() == (code == 0)
+    if code:
+        assert "GPU check failed" in result.stderr and "GPU check failed" in failure(ml)
+
+
+def test_explicit_gpu_count_applies_in_every_mode(tmp_path):
+    result = run_sminit(["--require-gpus", "1", "--", "true"], env=env(SMINIT_DEV_DIR=str(dev_dir(tmp_path, 0))))
+    assert result.returncode == 125 and "0 NVIDIA GPUs visible" in result.stderr
+
+
+def test_auto_requires_nothing_in_serve_mode(tmp_path):
+    ml = make_ml_root(tmp_path / "ml")
+    result = run_sminit(["--ml-root", str(ml), "--mode", "serve", "--", "true"],
+                        env=env(SMINIT_DEV_DIR=str(dev_dir(tmp_path, 0))))
+    assert result.returncode == 0
+
+
+def driver_files(tmp_path: Path, libs: dict[str, list[str]]) -> dict[str, str]:
+    version = tmp_path / "version"
+    version.write_text("NVRM version: NVIDIA UNIX x86_64 Kernel Module  535.104.05  Sat Aug 19 01:15:15 UTC 2023\n"
+                       "GCC version:  gcc version 10.2.1 20210110 (Debian 10.2.1-6)\n")
+    folders = []
+    for folder, names in libs.items():
+        path = tmp_path / folder
+        path.mkdir(parents=True)
+        for name in names:
+            (path / name).write_text("")
+        folders.append(str(path))
+    return {"SMINIT_DRIVER_VERSION_FILE": str(version), "SMINIT_LIB_DIRS": ":".join(folders)}
+
+
+def test_bundled_driver_library_is_a_warning(tmp_path):
+    variables = driver_files(tmp_path, {
+        "lib": ["libcuda.so.1", "libcuda.so.470.57.02", "libnvidia-ml.so.535.104.05"],
+        "usr/local/cuda-12.2/compat": ["libcuda.so.1", "libcuda.so.545.23.08"],
+    })
+    result = run_sminit(["--require-gpus", "0", "--", "true"],
+                        env=env(SMINIT_DEV_DIR=str(dev_dir(tmp_path, 1)), **variables))
+    assert result.returncode == 0
+    warnings = [line for line in result.stderr.splitlines() if "warning:" in line]
+    assert len(warnings) == 1 and "libcuda.so.470.57.02" in warnings[0] and "535.104.05" in warnings[0]
+
+
+# -- --check -----------------------------------------------------------------------------
+
+def check(ml: Path, *args: str, **extra: str):
+    result = run_sminit(["--check", "--json", "--ml-root", str(ml), *args], env=env(**extra))
+    return result.returncode, json.loads(result.stdout), result
+
+
+def test_check_json_ok(tmp_path):
+    ml = make_ml_root(tmp_path / "ml", job=job_config(900))
+    code, report, result = check(ml, "--", "train", SMINIT_TRAIN_CMD="python3 train.py",
+                                 SMINIT_DEV_DIR=str(dev_dir(tmp_path, 8)))
+    assert code == 0, report
+    assert {"ok", "mode", "command", "grace", "max_runtime", "pid1", "subreaper", "gpus", "problems"} <= report.keys()
+    assert report["ok"] is True and report["problems"] == []
+    assert report["mode"] == "train" and report["command"] == ["python3", "train.py"]
+    assert report["grace"] == 110 and report["max_runtime"] == 900
+    assert report["pid1"] is False and report["subreaper"] is True
+    assert report["gpus"] == {"visible": 8, "expected": 8, "driver_version": None}
+    assert failure(ml) is None and result.stderr == ""
+
+
+def test_check_reports_problems_with_125_and_writes_nothing(tmp_path):
+    ml = make_ml_root(tmp_path / "ml")
+    (ml / "input" / "config" / "hyperparameters.json").write_text("{not json")
+    code, report, _ = check(ml, "--", "train", PATH="/nonexistent", SMINIT_DEV_DIR=str(dev_dir(tmp_path, 2)))
+    assert code == 125 and report["ok"] is False
+    text = " | ".join(report["problems"])
+    assert "SMINIT_TRAIN_CMD" in text and "GPU check failed" in text and "hyperparameters.json" in text
+    assert report["gpus"]["expected"] == 8 and report["command"] == ["train"]
+    assert failure(ml) is None
+
+
+def test_check_text_and_no_command(tmp_path):
+    ml = make_ml_root(tmp_path / "ml", resource=OLD_THREE_KEYS)
+    result = run_sminit(["--check", "--ml-root", str(ml)], env=env())
+    assert result.returncode == 0, result.stdout
+    assert "mode:          train" in result.stdout and "all checks passed" in result.stdout
+
+
+# -- tolerant config files ---------------------------------------------------------------
+
+@pytest.mark.parametrize("kind", ["empty", "malformed", "list", "directory", "fifo", "loop", "huge", "wrong-types"])
+def test_bad_config_files_give_one_warning_and_never_stop_the_job(tmp_path, kind):
+    ml = make_ml_root(tmp_path / "ml")
+    path = ml / "input" / "config" / "resourceconfig.json"
+    path.unlink()
+    if kind == "empty":
+        path.write_text("")
+    elif kind == "malformed":
+        path.write_text('{"current_host": ')
+    elif kind == "list":
+        path.write_text("[1, 2]")
+    elif kind == "directory":
+        path.mkdir()
+    elif kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "loop":
+        path.symlink_to(path)
+    elif kind == "huge":
+        with open(path, "wb") as handle:
+            handle.truncate(17 * 1024 * 1024)
+    elif kind == "wrong-types":
+        path.write_text(json.dumps({"current_host": 5, "hosts": "algo-1", "current_instance_type": ["ml.p4d.24xlarge"]}))
+    job = ml / "input" / "config" / "trainingjobconfig.json"
+    job.write_text(json.dumps({"StoppingCondition": {"MaxRuntimeInSeconds": "soon"}}))
+    result = run_sminit(["--ml-root", str(ml), "--mode", "train", "--", "true"], env=env(), timeout=20)
+    assert result.returncode == 0 and "Traceback" not in result.stderr
+    warnings = [line for line in result.stderr.splitlines() if "warning:" in line]
+    about_resource = [line for line in warnings if "resourceconfig.json" in line]
+    assert len(about_resource) == 1
+    assert len([line for line in warnings if "trainingjobconfig.json" in line]) == 1
+
+
+def test_missing_config_files_are_silent(tmp_path):
+    result = run_sminit(["--ml-root", str(tmp_path / "nothing"), "--mode", "train", "--", "true"], env=env())
+    assert result.returncode == 0 and "warning" not in result.stderr
+
+
+# -- the example -------------------------------------------------------------------------
+
+def test_example_checkpoints_at_the_warning_stops_at_the_deadline_and_resumes(start, tmp_path):
+    ml = make_ml_root(tmp_path / "ml", resource=OLD_THREE_KEYS, hyperparameters={"steps": "100000"})
+    variables = env(SMINIT_ML_ROOT=str(ml), TRAINING_JOB_NAME="example")
+    train = [sys.executable, str(EXAMPLES / "train.py")]
+    run = start(["--max-runtime", "3", "--warn-before", "1.5", "--", *train], env=variables)
+    run.expect("starting from step 0")
+    warned = run.expect("checkpoint saved at step")
+    run.expect("stopped at step")
+    assert run.wait() == 124
+    stopped_at = int(run.lines[-1].split()[-1])
+    assert int(warned.split()[-1]) < stopped_at
+    saved = json.loads((ml / "checkpoints" / "checkpoint.json").read_text())
+    assert saved == {"step": stopped_at}
+    assert "max runtime of 3 s passed" in failure(ml)
+
+    again = start(["--max-runtime", "1", "--", *train], env=variables)
+    again.expect(f"resumed from step {stopped_at}")
+    assert again.wait() == 124
+
+
+def test_example_shell_entrypoint_gets_the_checkpoint_saved_on_sigterm(start, tmp_path):
+    ml = make_ml_root(tmp_path / "ml", resource=OLD_THREE_KEYS, hyperparameters={"steps": "100000"})
+    run = start(["-t", "30", "--", str(EXAMPLES / "entrypoint.sh")], env=env(SMINIT_ML_ROOT=str(ml)))
+    run.expect("starting from step 0")
+    run.signal(signal.SIGTERM)
+    run.expect("stopped at step")
+    assert run.wait() == 128 + signal.SIGTERM  # the shell itself dies of the SIGTERM
+    assert json.loads((ml / "checkpoints" / "checkpoint.json").read_text())["step"] > 0
