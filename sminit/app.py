@@ -27,7 +27,7 @@ def main(argv: list[str], original_mask: set[int]) -> int:
         log = Log(config.log_level, config.log_format)
         plan = resolve(config, environ, log)
     except cli.UsageError as exc:
-        write_line(2, f"[sminit] {exc}\n")
+        write_line(Log("error").fd, f"[sminit] {exc}\n")
         return 125
     if config.check:
         from sminit.check import run_check

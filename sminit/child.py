@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import signal
 
@@ -15,10 +16,20 @@ class SpawnError(Exception):
         self.code = code
 
 
+def above_stdio(fd: int) -> int:
+    """Move one of our own descriptors above 2, in case sminit started with 0, 1 or 2 closed:
+    the child must find those slots exactly as sminit got them."""
+    if fd > 2:
+        return fd
+    moved = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3)
+    os.close(fd)
+    return moved
+
+
 def controlling_terminal() -> int | None:
     """An fd on our controlling terminal if our group owns its foreground, else None."""
     try:
-        fd = os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+        fd = above_stdio(os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC))
     except OSError:
         return None  # ENXIO: no controlling terminal (the SageMaker case)
     try:
@@ -56,7 +67,7 @@ def _exec_in_child(argv: list[str], mask: set[int], tty: int | None, report_fd: 
 
 def spawn(argv: list[str], mask: set[int], tty: int | None) -> int:
     """Fork and exec argv in a new process group; returns its pid once exec has succeeded."""
-    read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
+    read_fd, write_fd = (above_stdio(fd) for fd in os.pipe2(os.O_CLOEXEC))
     try:
         pid = os.fork()
     except OSError as exc:

@@ -6,6 +6,8 @@ import os
 import stat
 import time
 
+from sminit.child import above_stdio
+
 LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
 
 
@@ -19,9 +21,13 @@ def _nonblocking_stderr() -> int:
     try:
         if stat.S_ISREG(os.fstat(2).st_mode):
             return 2
-        return os.open("/proc/self/fd/2", os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
     except OSError:
-        return 2  # closed stderr, a socket or no /proc: write what we can, drop the rest
+        return -1  # stderr closed: fd 2 may later be one of our own, so never write there
+    try:
+        fd = os.open("/proc/self/fd/2", os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+    except OSError:
+        return 2  # a socket, or no /proc: write what we can, drop the rest
+    return above_stdio(fd)  # it may have taken the slot of a closed stdin or stdout
 
 
 def write_line(fd: int, line: str) -> None:

@@ -49,12 +49,6 @@ def signal_process(proc, signo: int) -> bool:
             os.close(pidfd)
 
 
-def kill_group(pgid: int, signo: int) -> bool:
-    try:
-        os.kill(-pgid, signo)
-        return True
-    except OSError:
-        return False  # ESRCH: the group has emptied
 
 
 class StopSequence:
@@ -118,7 +112,7 @@ class StopSequence:
             sent = _kill(self.main_pid, target)
             where = f"child {self.main_pid}"
         else:
-            sent = kill_group(self.main_pid, target)
+            sent = self.signal_group(target)
             where = f"group {self.main_pid}"
         if sent and self.log.enabled(level):
             shown = signal_name(target) + ("" if target == signo else f" (for {signal_name(signo)})")
@@ -140,7 +134,7 @@ class StopSequence:
             if count:
                 self.log.info(f"main child exited during the stop: SIGTERM to {count} other processes")
         else:
-            kill_group(self.main_pid, signal.SIGTERM)
+            self.signal_group(signal.SIGTERM)
             count = self.signal_leftovers(signal.SIGTERM, skip_group=self.main_pid)
             self.log.info(f"main child exited, processes left: SIGTERM, SIGKILL in {self.cleanup_grace:g} s")
             self.arm_kill(now + self.cleanup_grace)
@@ -150,15 +144,26 @@ class StopSequence:
         if self.killing:
             self.kill_everything()
 
+    def signal_group(self, signo: int) -> bool:
+        """Signal the main child's process group.
+
+        While the main child is unreaped its pid cannot be reused, so kill(-pgid) can only
+        reach its group. Once it is reaped, a new, unrelated group could take that number:
+        then only our own descendants still in the group are signalled, each by pidfd.
+        """
+        if self.main_alive:
+            return _kill(-self.main_pid, signo)
+        sent = False
+        for proc in descendants():
+            if _pgid(proc.pid) == self.main_pid:
+                sent = signal_process(proc, signo) or sent
+        return sent
+
     def signal_leftovers(self, signo: int, skip_group: int | None) -> int:
         count = 0
         for proc in descendants():
-            try:
-                if skip_group is not None and os.getpgid(proc.pid) == skip_group:
-                    continue
-            except OSError:
-                continue
-            count += signal_process(proc, signo)
+            if skip_group is None or _pgid(proc.pid) not in (skip_group, None):
+                count += signal_process(proc, signo)
         return count
 
     def kill_everything(self) -> None:
@@ -167,7 +172,7 @@ class StopSequence:
             # session, including any forked while we were deciding.
             _kill(-1, signal.SIGKILL)
             return
-        kill_group(self.main_pid, signal.SIGKILL)
+        self.signal_group(signal.SIGKILL)
         for proc in descendants():
             signal_process(proc, signal.SIGKILL)
 
@@ -198,6 +203,13 @@ class StopSequence:
             self.give_up_at = None
             self.gave_up = True
             self.log.warning(f"processes still not reaped {KILL_WAIT:g} s after SIGKILL: exiting anyway")
+
+
+def _pgid(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except OSError:
+        return None
 
 
 def _kill(pid: int, signo: int) -> bool:
