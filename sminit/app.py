@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-import signal
+import _signal
 import time
 
 from sminit import config as cli
@@ -36,6 +36,16 @@ def main(argv: list[str], original_mask: set[int]) -> int:
     return Run(config, plan, environ, log, started).execute(original_mask)
 
 
+_SHELL_SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789@%+=:,./-_")
+
+
+def shell_quote(word: str) -> str:
+    """shlex.quote without importing shlex and re on the start-up path (a few ms)."""
+    if word and _SHELL_SAFE.issuperset(word):
+        return word
+    return "'" + word.replace("'", "'\"'\"'") + "'"
+
+
 class Run:
     """One supervised run of the plan's command, and how it ended."""
 
@@ -54,7 +64,7 @@ class Run:
         if gpu_problem:
             return self.fail(125, gpu_problem)
         self.become_reaper()
-        pending = signal.sigpending() & STOP_SIGNALS
+        pending = _signal.sigpending() & STOP_SIGNALS
         if pending:
             signo = min(pending)
             return self.fail(128 + signo, f"received {signal_name(signo)} before the command started: not starting it")
@@ -79,9 +89,7 @@ class Run:
         return self.finish(status, stop)
 
     def shown_command(self) -> str:
-        import shlex
-
-        return shlex.join(self.plan.command)
+        return " ".join(shell_quote(word) for word in self.plan.command)
 
     def check_gpus(self) -> str | None:
         """The NVIDIA check of SPEC section 6, when this plan requires GPUs."""
@@ -98,7 +106,7 @@ class Run:
     def become_reaper(self) -> None:
         from sminit.subreaper import become_subreaper, set_process_name
 
-        set_process_name(b"sminit")
+        set_process_name("sminit")
         if os.getpid() == 1:
             return
         try:
@@ -116,7 +124,7 @@ class Run:
 
     def finish(self, status: int | None, stop: StopSequence) -> int:
         if status is None:
-            code, what = 128 + signal.SIGKILL, "was not reaped"
+            code, what = 128 + _signal.SIGKILL, "was not reaped"
         else:
             returned = os.waitstatus_to_exitcode(status)
             if returned < 0:

@@ -92,14 +92,14 @@ def run_check(config: Config, plan: Plan, environ: dict[str, str], log: Log) -> 
 
 
 def render(report: dict[str, object]) -> str:
-    import shlex
+    from sminit.app import shell_quote
 
     gpus = report["gpus"]
-    command = report["command"]
+    command = " ".join(map(shell_quote, report["command"] or [])) or "(none)"  # type: ignore[arg-type]
     runtime = report["max_runtime"]
     lines = [
         f"mode:          {report['mode']}",
-        f"command:       {shlex.join(command) if command else '(none)'}",  # type: ignore[arg-type]
+        f"command:       {command}",
         f"grace:         {report['grace']:g} s (cleanup {report['cleanup_grace']:g} s)",
         f"max runtime:   {f'{runtime:g} s from ' + str(report['max_runtime_source']) if runtime else 'none'}",
         f"pid 1:         {'yes' if report['pid1'] else 'no'}",

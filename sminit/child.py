@@ -5,7 +5,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
-import signal
+import _signal
 
 
 class SpawnError(Exception):
@@ -51,11 +51,11 @@ def _exec_in_child(argv: list[str], mask: set[int], tty: int | None, report_fd: 
             except OSError:
                 pass
         # The interpreter ignored these before sminit's first line; the child gets defaults.
-        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-        signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
-        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-            signal.signal(signal.SIGINT, signal.SIG_DFL)
-        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        _signal.signal(_signal.SIGPIPE, _signal.SIG_DFL)
+        _signal.signal(_signal.SIGXFSZ, _signal.SIG_DFL)
+        if _signal.getsignal(_signal.SIGINT) is _signal.default_int_handler:
+            _signal.signal(_signal.SIGINT, _signal.SIG_DFL)
+        _signal.pthread_sigmask(_signal.SIG_SETMASK, mask)
         os.execvp(argv[0], argv)
     except OSError as exc:
         os.write(report_fd, str(exc.errno or errno.EINVAL).encode())

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import os
-import signal
+import _signal
 import time
 
 from sminit.log import Log
 from sminit.signals import FORWARDED, signal_name
 from sminit.stop import StopSequence
 
-WAITED = FORWARDED | {signal.SIGCHLD}
-SELF_RAISED = frozenset({signal.SIGPIPE, signal.SIGXFSZ})
+WAITED = FORWARDED | {_signal.SIGCHLD}
+SELF_RAISED = frozenset({_signal.SIGPIPE, _signal.SIGXFSZ})
 
 
 def supervise(main_pid: int, stop: StopSequence, log: Log) -> int | None:
@@ -26,16 +26,16 @@ def supervise(main_pid: int, stop: StopSequence, log: Log) -> int | None:
     while True:
         deadline = stop.next_deadline()
         if deadline is None:
-            info = signal.sigwaitinfo(WAITED)  # no timeout: no wake-up while nothing happens
+            info = _signal.sigwaitinfo(WAITED)  # no timeout: no wake-up while nothing happens
         else:
             remaining = deadline - time.monotonic()
-            info = signal.sigtimedwait(WAITED, remaining) if remaining > 0 else None
+            info = _signal.sigtimedwait(WAITED, remaining) if remaining > 0 else None
         now = time.monotonic()
         if info is None:
             stop.on_deadline(now)
             if stop.gave_up:
                 return status
-        elif info.si_signo == signal.SIGCHLD:
+        elif info.si_signo == _signal.SIGCHLD:
             main_status, children_left = reap(main_pid, log)
             if main_status is not None:
                 status = main_status

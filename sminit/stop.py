@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-import signal
+import _signal
 
 from sminit.log import Log
 from sminit.signals import STOP_SIGNALS, signal_name
@@ -40,7 +40,7 @@ def signal_process(proc, signo: int) -> bool:
         if pidfd is None:
             os.kill(proc.pid, signo)
         else:
-            signal.pidfd_send_signal(pidfd, signo)
+            _signal.pidfd_send_signal(pidfd, signo)
         return True
     except OSError:
         return False
@@ -57,7 +57,7 @@ class StopSequence:
     def __init__(
         self, log: Log, main_pid: int, *, grace: float, cleanup_grace: float, single_child: bool,
         rewrite: dict[int, int], max_runtime: float | None = None, warn_before: float | None = None,
-        warn_signal: int = signal.SIGUSR1, now: float = 0.0,
+        warn_signal: int = _signal.SIGUSR1, now: float = 0.0,
     ) -> None:
         self.log = log
         self.main_pid = main_pid
@@ -130,12 +130,12 @@ class StopSequence:
             # The group already had the stop signal; only the others get SIGTERM, and the
             # SIGKILL still comes when the stop's grace ends.
             had_it = None if self.single_child else self.main_pid
-            count = self.signal_leftovers(signal.SIGTERM, skip_group=had_it)
+            count = self.signal_leftovers(_signal.SIGTERM, skip_group=had_it)
             if count:
                 self.log.info(f"main child exited during the stop: SIGTERM to {count} other processes")
         else:
-            self.signal_group(signal.SIGTERM)
-            count = self.signal_leftovers(signal.SIGTERM, skip_group=self.main_pid)
+            self.signal_group(_signal.SIGTERM)
+            count = self.signal_leftovers(_signal.SIGTERM, skip_group=self.main_pid)
             self.log.info(f"main child exited, processes left: SIGTERM, SIGKILL in {self.cleanup_grace:g} s")
             self.arm_kill(now + self.cleanup_grace)
 
@@ -170,11 +170,11 @@ class StopSequence:
         if self.pid1:
             # As PID 1 this reaches every process in the namespace, whatever its group or
             # session, including any forked while we were deciding.
-            _kill(-1, signal.SIGKILL)
+            _kill(-1, _signal.SIGKILL)
             return
-        self.signal_group(signal.SIGKILL)
+        self.signal_group(_signal.SIGKILL)
         for proc in descendants():
-            signal_process(proc, signal.SIGKILL)
+            signal_process(proc, _signal.SIGKILL)
 
     # -- deadlines -----------------------------------------------------------------------
 
@@ -191,7 +191,7 @@ class StopSequence:
             self.events.append(f"max runtime of {self.max_runtime:g} s passed")
             self.log.info(f"{self.events[-1]}: stopping as on SIGTERM")
             self.timed_out = True
-            self.begin_stop(signal.SIGTERM, now)
+            self.begin_stop(_signal.SIGTERM, now)
         if self.kill_at is not None and now >= self.kill_at:
             self.kill_at = None
             self.events.append("grace expired" if self.stopping else "cleanup grace expired")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-PR_SET_NAME = 15
 PR_SET_CHILD_SUBREAPER = 36
 PR_GET_CHILD_SUBREAPER = 37
 
@@ -40,14 +39,16 @@ def is_subreaper() -> bool:
     return libc.prctl(PR_GET_CHILD_SUBREAPER, ctypes.byref(flag), 0, 0, 0) == 0 and flag.value == 1
 
 
-def set_process_name(name: bytes) -> None:
+def set_process_name(name: str) -> None:
     """Show `sminit` rather than `python3` in ps and top (best effort)."""
     try:
         import prctl
     except ImportError:
         try:
-            _libc_prctl(PR_SET_NAME, name)
+            # Same effect as PR_SET_NAME for the main thread, without loading ctypes.
+            with open("/proc/self/comm", "w") as comm:
+                comm.write(name)
         except OSError:
             pass
         return
-    prctl.set_name(name.decode())
+    prctl.set_name(name)
