@@ -6,49 +6,12 @@ import os
 import _signal
 
 from sminit.log import Log
+from sminit.proctree import descendants, signal_process
 from sminit.signals import STOP_SIGNALS, signal_name
 
 # After the final SIGKILL, how long to wait for the kernel to finish off the tree (a process
 # stuck in uninterruptible sleep cannot die) before exiting anyway.
 KILL_WAIT = 5.0
-
-
-def descendants() -> list:
-    """Every live descendant of sminit, orphans reparented to us included (psutil)."""
-    import psutil
-
-    try:
-        return psutil.Process().children(recursive=True)
-    except (psutil.Error, OSError):
-        return []
-
-
-def signal_process(proc, signo: int) -> bool:
-    """Signal one psutil.Process, never a process that has reused its pid since it was listed."""
-    pidfd = None
-    try:
-        pidfd = os.pidfd_open(proc.pid)
-    except ProcessLookupError:
-        return False
-    except (AttributeError, OSError):
-        pass  # Python < 3.9 or kernel < 5.3: plain kill after the identity check below
-    try:
-        # is_running() compares the start time: with a pidfd already held, a match means
-        # the pidfd is on the process we listed, so the signal cannot reach a newcomer.
-        if not proc.is_running():
-            return False
-        if pidfd is None:
-            os.kill(proc.pid, signo)
-        else:
-            _signal.pidfd_send_signal(pidfd, signo)
-        return True
-    except OSError:
-        return False
-    finally:
-        if pidfd is not None:
-            os.close(pidfd)
-
-
 
 
 class StopSequence:
@@ -155,14 +118,14 @@ class StopSequence:
             return _kill(-self.main_pid, signo)
         sent = False
         for proc in descendants():
-            if _pgid(proc.pid) == self.main_pid:
+            if proc.pgid == self.main_pid:
                 sent = signal_process(proc, signo) or sent
         return sent
 
     def signal_leftovers(self, signo: int, skip_group: int | None) -> int:
         count = 0
         for proc in descendants():
-            if skip_group is None or _pgid(proc.pid) not in (skip_group, None):
+            if proc.pgid != skip_group:
                 count += signal_process(proc, signo)
         return count
 
@@ -203,13 +166,6 @@ class StopSequence:
             self.give_up_at = None
             self.gave_up = True
             self.log.warning(f"processes still not reaped {KILL_WAIT:g} s after SIGKILL: exiting anyway")
-
-
-def _pgid(pid: int) -> int | None:
-    try:
-        return os.getpgid(pid)
-    except OSError:
-        return None
 
 
 def _kill(pid: int, signo: int) -> bool:
