@@ -106,7 +106,7 @@ def _rewrite(value: str, source: str) -> tuple[int, int]:
 
 
 def _exit_code(value: str, source: str) -> int:
-    if not (value.isdigit() and value.isascii() and int(value) <= 255):
+    if not (value.isdigit() and value.isascii() and len(value) <= 3 and int(value) <= 255):
         raise _bad(source, value, "an exit code from 0 to 255")
     return int(value)
 

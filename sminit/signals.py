@@ -24,9 +24,13 @@ def signal_name(signo: int) -> str:
     return NAMES.get(signo, str(signo))
 
 
+def _small_number(text: str) -> bool:
+    return text.isdigit() and text.isascii() and len(text) <= 3  # int() of 5000 digits raises
+
+
 def parse_signal(text: str, allow_zero: bool = False) -> int:
     """Turn TERM, SIGTERM, sigterm, 15 or RTMIN+2 into a signal number; ValueError if none."""
-    if text.isdigit() and text.isascii():
+    if _small_number(text):
         signo = int(text)
         if (signo == 0 and allow_zero) or signo in CATCHABLE or signo in (_signal.SIGKILL, _signal.SIGSTOP):
             return signo
@@ -36,7 +40,7 @@ def parse_signal(text: str, allow_zero: bool = False) -> int:
         name = "SIG" + name
     for base, sign in (("SIGRTMIN+", 1), ("SIGRTMAX-", -1)):
         offset = name[len(base):]
-        if name.startswith(base) and offset.isdigit() and offset.isascii():
+        if name.startswith(base) and _small_number(offset):
             signo = (_signal.SIGRTMIN if sign > 0 else _signal.SIGRTMAX) + sign * int(offset)
             if _signal.SIGRTMIN <= signo <= _signal.SIGRTMAX:
                 return signo
