@@ -4,6 +4,7 @@
 - The warn signal (SIGUSR1, sent by `sminit --warn-before` ahead of MaxRuntimeInSeconds):
   save a checkpoint and keep training.
 - SIGTERM (StopTrainingJob, a spot interruption, the max runtime): save a checkpoint, exit.
+- Every `checkpoint_every` steps (a hyperparameter): a regular checkpoint.
 - On start: resume from the checkpoint, if there is one.
 
 The handlers only set flags; the loop saves at a step boundary, so a checkpoint always holds
@@ -55,6 +56,7 @@ def main() -> int:
     checkpoint = os.path.join(checkpoints, "checkpoint.json")
     steps = int(hyperparameter("steps", "100"))
     step_seconds = float(hyperparameter("step_seconds", "0.05"))
+    every = int(hyperparameter("checkpoint_every", "50"))
     try:
         with open(checkpoint) as handle:
             state = json.load(handle)
@@ -65,7 +67,7 @@ def main() -> int:
     while state["step"] < steps:
         time.sleep(step_seconds)  # one training step
         state["step"] += 1
-        if requests["save"]:
+        if requests["save"] or (every and state["step"] % every == 0):
             requests["save"] = False
             save(checkpoint, state)
             print(f"checkpoint saved at step {state['step']}", flush=True)

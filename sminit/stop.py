@@ -95,11 +95,11 @@ class StopSequence:
             had_it = None if self.single_child else self.main_pid
             count = self.signal_leftovers(_signal.SIGTERM, skip_group=had_it)
             if count:
-                self.log.info(f"main child exited during the stop: SIGTERM to {count} other processes")
+                self.log.info(f"main child exited during the stop: SIGTERM to {count} other processes", left=count)
         else:
-            self.signal_group(_signal.SIGTERM)
-            count = self.signal_leftovers(_signal.SIGTERM, skip_group=self.main_pid)
-            self.log.info(f"main child exited, processes left: SIGTERM, SIGKILL in {self.cleanup_grace:g} s")
+            count = self.signal_leftovers(_signal.SIGTERM, skip_group=None)
+            self.log.info(f"main child exited, leaving {count} processes: SIGTERM, SIGKILL in "
+                          f"{self.cleanup_grace:g} s", left=count)
             self.arm_kill(now + self.cleanup_grace)
 
     def after_reap(self) -> None:

@@ -367,7 +367,7 @@ def test_missing_config_files_are_silent(tmp_path):
 # -- the example -------------------------------------------------------------------------
 
 def test_example_checkpoints_at_the_warning_stops_at_the_deadline_and_resumes(start, tmp_path):
-    ml = make_ml_root(tmp_path / "ml", resource=OLD_THREE_KEYS, hyperparameters={"steps": "100000"})
+    ml = make_ml_root(tmp_path / "ml", resource=OLD_THREE_KEYS, hyperparameters={"steps": "100000", "checkpoint_every": "0"})
     variables = env(SMINIT_ML_ROOT=str(ml), TRAINING_JOB_NAME="example")
     train = [sys.executable, str(EXAMPLES / "train.py")]
     run = start(["--max-runtime", "3", "--warn-before", "1.5", "--", *train], env=variables)
@@ -387,7 +387,7 @@ def test_example_checkpoints_at_the_warning_stops_at_the_deadline_and_resumes(st
 
 
 def test_example_shell_entrypoint_gets_the_checkpoint_saved_on_sigterm(start, tmp_path):
-    ml = make_ml_root(tmp_path / "ml", resource=OLD_THREE_KEYS, hyperparameters={"steps": "100000"})
+    ml = make_ml_root(tmp_path / "ml", resource=OLD_THREE_KEYS, hyperparameters={"steps": "100000", "checkpoint_every": "0"})
     run = start(["-t", "30", "--", str(EXAMPLES / "entrypoint.sh")], env=env(SMINIT_ML_ROOT=str(ml)))
     run.expect("starting from step 0")
     run.signal(signal.SIGTERM)

@@ -1,0 +1,124 @@
+"""The users' testing kit: trees, both runner paths, and the reports it gives."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import CAN_UNSHARE, RECORDER
+from sminit.testing import Job, MlTree, pid_namespace_prefix
+
+ROOT = Path(__file__).parent.parent
+TRAIN = [sys.executable, str(ROOT / "examples" / "train.py")]
+
+
+@pytest.fixture(params=["pid1", "subreaper"])
+def namespace(request) -> bool:
+    if request.param == "pid1" and not CAN_UNSHARE:
+        pytest.skip("needs a PID namespace")
+    return request.param == "pid1"
+
+
+@pytest.fixture
+def jobs():
+    started: list[Job] = []
+    yield started
+    for job in started:
+        job.close()
+
+
+def run(jobs, *args, **kwargs) -> Job:
+    job = Job(*args, **kwargs)
+    jobs.append(job)
+    return job
+
+
+def test_tree_has_sagemaker_shapes(tmp_path):
+    tree = MlTree(tmp_path / "ml", instance_type="ml.p4d.24xlarge", host_count=2, hyperparameters={"epochs": 3, "lr": "0.1"},
+                  channels={"train": {"a.csv": "x\n", "sub/b.bin": b"\0"}, "test": {}}, max_runtime=900)
+    config = tree.config
+    resource = json.loads((config / "resourceconfig.json").read_text())
+    assert resource["current_instance_type"] == "ml.p4d.24xlarge" and resource["hosts"] == ["algo-1", "algo-2"]
+    assert resource["instance_groups"][0]["hosts"] == ["algo-2", "algo-1"]
+    assert json.loads((config / "hyperparameters.json").read_text()) == {"epochs": "3", "lr": '"0.1"'}
+    assert json.loads((config / "trainingjobconfig.json").read_text())["StoppingCondition"]["MaxRuntimeInSeconds"] == 900
+    assert json.loads((config / "checkpointconfig.json").read_text()) == {"LocalPath": str(tree.checkpoints)}
+    assert set(json.loads((config / "inputdataconfig.json").read_text())) == {"train", "test"}
+    assert (tree.channel("train") / "sub" / "b.bin").read_bytes() == b"\0"
+    assert tree.environment()["SM_CHANNEL_TRAIN"] == str(tree.channel("train"))
+
+
+def test_runner_paths(tmp_path, jobs, namespace):
+    tree = MlTree(tmp_path / "ml")
+    job = run(jobs, ["sh", "-c", 'echo "pid $$"; exit 3'], tree, pid_namespace=namespace)
+    assert job.mode == ("pid1" if namespace else "subreaper")
+    result = job.wait(30)
+    assert result.exit_status == 3 and result.sagemaker_status == "Failed"
+    assert result.failure.startswith("sminit: exiting with 3")
+    in_namespace = result.output.strip() == "pid 2"  # PID 1 is sminit, its first child is 2
+    assert in_namespace == namespace
+
+
+def test_automatic_choice_says_which(tmp_path, jobs):
+    job = run(jobs, ["true"], MlTree(tmp_path / "ml"))
+    assert job.mode == ("pid1" if pid_namespace_prefix() else "subreaper")
+    assert job.wait(30).exit_status == 0
+
+
+def test_job_that_ignores_sigterm_is_killed_at_the_grace(tmp_path, jobs, namespace):
+    tree = MlTree(tmp_path / "ml")
+    job = run(jobs, [*RECORDER, "--ignore-term"], tree, grace=0.5, pid_namespace=namespace)
+    job.wait_for_output("main ready")
+    result = job.stop()
+    assert result.exit_status == 137 and not result.killed_by_platform
+    assert [name for _, name in result.signals] == ["SIGTERM"]
+    assert "grace expired" in result.failure and "killed by SIGKILL" in result.failure
+    assert "main got SIGTERM" in result.output
+
+
+def test_job_that_checkpoints_correctly(tmp_path, jobs, namespace):
+    tree = MlTree(tmp_path / "ml", hyperparameters={"steps": 100000, "checkpoint_every": 10})
+    job = run(jobs, TRAIN, tree, grace=30, pid_namespace=namespace)
+    checkpoint = job.wait_for_file(tree.checkpoints / "checkpoint.json")
+    result = job.stop()
+    assert result.exit_status == 0 and result.failure is None
+    assert result.files["checkpoints"] == ["checkpoint.json"]
+    assert json.loads(checkpoint.read_text())["step"] >= 10
+    assert result.still_running == [] and result.leftovers == []
+
+
+def test_job_that_leaves_a_process_behind_is_reported(tmp_path, jobs, namespace):
+    tree = MlTree(tmp_path / "ml")
+    script = f"{' '.join(RECORDER)} --tag stray --ignore-term & sleep 0.5; exit 0"
+    job = run(jobs, ["sh", "-c", script], tree, sminit_args=["--cleanup-grace", "0.3"], pid_namespace=namespace)
+    result = job.wait(30)
+    assert result.exit_status == 0
+    assert len(result.leftovers) == 1 and "leaving 1 processes" in result.leftovers[0]
+    assert result.still_running == []  # sminit finished it off after the clean-up grace
+
+
+def test_platform_sigkill_when_sminit_s_grace_is_longer(tmp_path, jobs):
+    tree = MlTree(tmp_path / "ml")
+    job = run(jobs, [*RECORDER, "--ignore-term"], tree, grace=60, pid_namespace=False)
+    job.wait_for_output("main ready")
+    result = job.stop(platform_grace=0.5)
+    assert result.killed_by_platform and result.exit_status == 137
+    assert result.still_running == []
+
+
+def test_readme_example_runs_as_a_user_would(tmp_path):
+    example = (ROOT / "examples" / "test_shutdown.py").read_text()
+    readme = (ROOT / "README.md").read_text()
+    assert example.split('"""', 2)[2].strip() in readme  # the README shows this very test
+    # Through the installed plugin (entry point pytest11), from an unrelated folder.
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                             str(ROOT / "examples" / "test_shutdown.py")],
+                            capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                            env={**os.environ, "PYTEST_ADDOPTS": ""})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "1 passed" in result.stdout
