@@ -23,23 +23,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 import storms  # noqa: E402
 from sminit import config  # noqa: E402
+from sminit.check import Collector  # noqa: E402
 from sminit.gpu import expected_gpus  # noqa: E402
-from sminit.log import Log  # noqa: E402
 from sminit.sagemaker import max_runtime_seconds, read_json  # noqa: E402
+from sminit.testing import descendant_pids  # noqa: E402
 
 OPTIONS = ["--grace", "--cleanup-grace", "--max-runtime", "--warn-before", "--warn-signal", "--mode", "--ml-root",
            "--rewrite", "--success-exit", "--require-gpus", "--log-format"]
 NASTY = ["", "nan", "NaN", "inf", "-inf", "1e309", "-1", "-0", " 5", "5 ", "1_000", "0x10", "٣", "TERM:", ":0",
          "RTMIN+99", "9" * 5000, "\u202e", "TERM:USR1:HUP", "\udcff", "0" * 4400, "1e-400", "USR1,", "ü" * 3000]
-
-
-class Quiet(Log):
-    def __init__(self) -> None:
-        super().__init__("warning")
-        self.lines: list[str] = []
-
-    def emit(self, level: str, msg: str, **fields: object) -> None:
-        self.lines.append(msg)
 
 
 def random_text(rng: random.Random) -> str:
@@ -99,7 +91,7 @@ def hostile_files(count: int, rng: random.Random) -> dict[str, int]:
             for name in ("trainingjobconfig.json", "resourceconfig.json"):
                 (folder / name).write_bytes(data)
             try:
-                log = Quiet()
+                log = Collector()
                 path = str(folder / "trainingjobconfig.json")
                 max_runtime_seconds(read_json(path, log), path, log)
                 expected_gpus("auto", "train", root, log)
@@ -110,7 +102,7 @@ def hostile_files(count: int, rng: random.Random) -> dict[str, int]:
 
 def leftover_processes() -> int:
     """Processes that anything here started and that still run: reparented to us as subreaper."""
-    return len(storms._tree(os.getpid()))
+    return len(descendant_pids(os.getpid()))
 
 
 def main() -> int:

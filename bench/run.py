@@ -26,7 +26,8 @@ import threading
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
+from sminit.testing import children, zombie_children
+
 
 # The child for the forward-latency metric: waits for SIGUSR1 with sigwaitinfo and reports the
 # CLOCK_MONOTONIC time at which it got it.
@@ -84,16 +85,11 @@ def percentile(values: list[float], p: float) -> float:
 def first_child(pid: int) -> int:
     """Wait until pid has a child; return the child's pid."""
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            with open(f"/proc/{pid}/task/{pid}/children") as handle:
-                children = handle.read().split()
-        except OSError:
-            children = []
-        if children:
-            return int(children[0])
+    while not children(pid):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"process {pid} started no child")
         time.sleep(0.001)
-    raise RuntimeError(f"process {pid} started no child")
+    return children(pid)[0]
 
 
 class Running:
@@ -119,11 +115,11 @@ class Running:
 
     def stop(self) -> None:
         if self.proc.poll() is None:
-            try:
-                for child in open(f"/proc/{self.pid}/task/{self.pid}/children").read().split():
-                    os.kill(int(child), signal.SIGKILL)
-            except OSError:
-                pass
+            for child in children(self.pid):
+                try:
+                    os.kill(child, signal.SIGKILL)
+                except OSError:
+                    pass
             self.proc.kill()
         self.proc.wait()
         for stream in (self.proc.stdin, self.proc.stdout):
@@ -218,22 +214,6 @@ def _cpu_ns(pid: int) -> int:
         return int(handle.read().split()[0])
 
 
-def _zombies(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as handle:
-            children = handle.read().split()
-    except OSError:
-        return 0
-    count = 0
-    for child in children:
-        try:
-            with open(f"/proc/{child}/stat") as handle:
-                count += handle.read().rsplit(")", 1)[1].split()[0] == "Z"
-        except OSError:
-            pass
-    return count
-
-
 def metric_reaping(inits: dict[str, list[str]], bursts: int, size: int) -> dict[str, dict[str, float]]:
     if os.geteuid() != 0 or not shutil.which("unshare"):
         print("note: reaping as PID 1 needs root and unshare: skipped")
@@ -251,19 +231,19 @@ def metric_reaping(inits: dict[str, list[str]], bursts: int, size: int) -> dict[
 
             def sample() -> None:
                 while not done.is_set():
-                    peak[0] = max(peak[0], _zombies(init_pid))
+                    peak[0] = max(peak[0], zombie_children(init_pid))
 
             sampler = threading.Thread(target=sample)
             sampler.start()
             assert run.proc.stdout.readline() == b"done\n"
             deadline = time.monotonic() + 30
-            while _zombies(init_pid) and time.monotonic() < deadline:
+            while zombie_children(init_pid) and time.monotonic() < deadline:
                 time.sleep(0.01)
             done.set()
             sampler.join()
             spent = _cpu_ns(init_pid) - base
             results[name] = {"cpu_us_per_orphan": spent / 1000 / (bursts * size),
-                             "peak_zombies": peak[0], "left_zombies": _zombies(init_pid)}
+                             "peak_zombies": peak[0], "left_zombies": zombie_children(init_pid)}
             run.proc.stdin.write(b"\n")
             run.proc.stdin.flush()
             run.proc.wait(timeout=30)

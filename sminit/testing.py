@@ -194,9 +194,9 @@ class Job:
             if self.mode == "pid1":
                 deadline = time.monotonic() + 10
                 while True:
-                    children = _children(self._proc.pid)
-                    if children:
-                        self._sminit_pid = children[0]
+                    below = children(self._proc.pid)
+                    if below:
+                        self._sminit_pid = below[0]
                         break
                     if time.monotonic() > deadline or self._proc.poll() is not None:
                         raise RuntimeError("sminit did not start under unshare")
@@ -265,7 +265,7 @@ class Job:
             self._finish()
 
     def _kill_everything(self) -> None:
-        for pid in [*_tree(self._proc.pid), self._proc.pid]:
+        for pid in [*descendant_pids(self._proc.pid), self._proc.pid]:
             try:
                 os.kill(pid, signal.SIGKILL)
             except OSError:
@@ -324,7 +324,8 @@ def _seconds(stamp: str) -> float:
     return calendar.timegm(time.strptime(whole, "%Y-%m-%dT%H:%M:%S")) + float(f"0.{fraction or 0}")
 
 
-def _children(pid: int) -> list[int]:
+def children(pid: int) -> list[int]:
+    """pid's children, from /proc (empty if it is gone)."""
     try:
         with open(f"/proc/{pid}/task/{pid}/children") as handle:
             return [int(child) for child in handle.read().split()]
@@ -332,13 +333,25 @@ def _children(pid: int) -> list[int]:
         return []
 
 
-def _tree(pid: int) -> list[int]:
+def descendant_pids(pid: int) -> list[int]:
     found, pending = [], [pid]
     while pending:
-        children = _children(pending.pop())
-        found += children
-        pending += children
+        below = children(pending.pop())
+        found += below
+        pending += below
     return found
+
+
+def zombie_children(pid: int) -> int:
+    """How many of pid's children are zombies (exited, not yet reaped)."""
+    count = 0
+    for child in children(pid):
+        try:
+            with open(f"/proc/{child}/stat", "rb") as handle:
+                count += handle.read().rsplit(b")", 1)[1].split()[0] == b"Z"
+        except OSError:
+            pass
+    return count
 
 
 def _processes_with(marker: str) -> list[tuple[int, str]]:

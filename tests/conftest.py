@@ -17,6 +17,7 @@ import psutil
 import pytest
 
 from sminit.subreaper import become_subreaper
+from sminit.testing import zombie_children
 
 PROGRAMS = Path(__file__).parent / "programs"
 RECORDER = [sys.executable, str(PROGRAMS / "recorder.py")]
@@ -223,17 +224,7 @@ def wait_until(predicate, timeout: float = 10, interval: float = 0.01) -> bool:
 
 
 def zombies_of(pid: int) -> int:
-    try:
-        return sum(1 for p in psutil.Process(pid).children() if _status(p) == psutil.STATUS_ZOMBIE)
-    except psutil.Error:
-        return 0
-
-
-def _status(proc: psutil.Process) -> str:
-    try:
-        return proc.status()
-    except psutil.Error:
-        return "gone"
+    return zombie_children(pid)
 
 
 def sigmask_hex(signals) -> str:

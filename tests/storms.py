@@ -10,6 +10,8 @@ import subprocess
 import sys
 import time
 
+from sminit.testing import children, descendant_pids, zombie_children
+
 SMINIT = [sys.executable, "-m", "sminit"]
 UNSHARE = ["unshare", "--pid", "--fork", "--mount-proc"]
 REAL_TIME = [signal.SIGRTMIN + i for i in range(4)]
@@ -82,37 +84,16 @@ def _host_pid(proc: subprocess.Popen, pid1: bool) -> int:
     if not pid1:
         return proc.pid
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            with open(f"/proc/{proc.pid}/task/{proc.pid}/children") as handle:
-                children = handle.read().split()
-        except OSError:
-            children = []
-        if children:
-            return int(children[0])
+    while not children(proc.pid):
+        if time.monotonic() > deadline:
+            raise TimeoutError("no sminit under unshare")
         time.sleep(0.005)
-    raise TimeoutError("no sminit under unshare")
+    return children(proc.pid)[0]
 
 
 def rss_kib(pid: int) -> int:
     with open(f"/proc/{pid}/status") as handle:
         return int([line for line in handle if line.startswith("VmRSS:")][0].split()[1])
-
-
-def zombies(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as handle:
-            children = handle.read().split()
-    except OSError:
-        return 0
-    count = 0
-    for child in children:
-        try:
-            with open(f"/proc/{child}/stat") as handle:
-                count += handle.read().rsplit(")", 1)[1].split()[0] == "Z"
-        except OSError:
-            pass
-    return count
 
 
 def _pending(pid: int) -> bool:
@@ -133,23 +114,9 @@ def _wait_drained(pids: list[int], timeout: float) -> bool:
     return True
 
 
-def _tree(pid: int) -> list[int]:
-    found, pending = [], [pid]
-    while pending:
-        current = pending.pop()
-        try:
-            with open(f"/proc/{current}/task/{current}/children") as handle:
-                children = [int(c) for c in handle.read().split()]
-        except OSError:
-            children = []
-        found += children
-        pending += children
-    return found
-
-
-def _kill_tree(proc: subprocess.Popen) -> None:
+def _killdescendant_pids(proc: subprocess.Popen) -> None:
     if proc.poll() is None:
-        for pid in [proc.pid, *_tree(proc.pid)]:
+        for pid in [proc.pid, *descendant_pids(proc.pid)]:
             try:
                 os.kill(pid, signal.SIGKILL)
             except OSError:
@@ -174,7 +141,7 @@ def signal_storm(seconds: float, senders: int = 3, pid1: bool = False) -> dict:
         reports = [json.loads(worker.communicate(timeout=seconds + 60)[0]) for worker in workers]
         # SIGTERM would overtake the signals still queued (lower numbers go first): let the
         # queues at sminit and at the child drain before stopping.
-        drained = _wait_drained([pid, *_tree(pid)], timeout=seconds * 20 + 30)
+        drained = _wait_drained([pid, *descendant_pids(pid)], timeout=seconds * 20 + 30)
         rss_after = rss_kib(pid)
         os.kill(pid, signal.SIGTERM)
         counts_line = sminit.stdout.readline()
@@ -182,8 +149,8 @@ def signal_storm(seconds: float, senders: int = 3, pid1: bool = False) -> dict:
         received = {int(k): v for k, v in json.loads(counts_line).items()}
     finally:
         for worker in workers:
-            _kill_tree(worker)
-        _kill_tree(sminit)
+            _killdescendant_pids(worker)
+        _killdescendant_pids(sminit)
     sent: dict[int, int] = {}
     for report in reports:
         for signo, count in report["sent"].items():
@@ -217,18 +184,18 @@ def orphan_storm(total: int, burst: int = 500, pid1: bool = False) -> dict:
             line = sminit.stdout.readline()
             if rss_before is None:
                 rss_before = rss_kib(pid)  # after the first burst: the loop is warm
-            peak = max(peak, zombies(pid))
+            peak = max(peak, zombie_children(pid))
             if line in ("done\n", ""):
                 break
         deadline = time.monotonic() + 30
-        while zombies(pid) and time.monotonic() < deadline:
+        while zombie_children(pid) and time.monotonic() < deadline:
             time.sleep(0.01)
-        left = zombies(pid)
+        left = zombie_children(pid)
         rss_after = rss_kib(pid)
         sminit.stdin.close()
         code = sminit.wait(60)
     finally:
-        _kill_tree(sminit)
+        _killdescendant_pids(sminit)
     return {"orphans": total, "zombies_left": left, "peak_zombies_seen": peak, "exit": code,
             "rss_kib_before": rss_before, "rss_kib_after": rss_after,
             "tracebacks": sminit.stderr.read().count("Traceback")}

@@ -15,9 +15,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import storms
-from conftest import RECORDER, SMINIT, run_sminit
+from conftest import SMINIT, run_sminit
 from sminit import config, proctree
-from sminit.log import Log
+from sminit.check import Collector
 from sminit.sagemaker import max_runtime_seconds, read_json
 
 
@@ -39,7 +39,7 @@ def test_a_blocked_or_broken_stderr_changes_nothing(as_pid1, broken):
         for _ in range(3000):
             os.kill(pid, signal.SIGRTMIN + 1)
             os.kill(pid, signal.SIGPIPE)
-        assert storms._wait_drained([pid, *storms._tree(pid)], timeout=60)
+        assert storms._wait_drained([pid, *storms.descendant_pids(pid)], timeout=60)
         start = time.monotonic()
         os.kill(pid, signal.SIGTERM)
         counts = {int(k): v for k, v in json.loads(proc.stdout.readline()).items()}
@@ -65,7 +65,7 @@ def test_sminit_s_own_sigpipe_is_not_forwarded():
         assert proc.stdout.readline() == "ready\n"
         for _ in range(50):
             proc.send_signal(signal.SIGWINCH)  # each one logs a debug line: EPIPE
-        assert storms._wait_drained([proc.pid, *storms._tree(proc.pid)], timeout=30)
+        assert storms._wait_drained([proc.pid, *storms.descendant_pids(proc.pid)], timeout=30)
         proc.send_signal(signal.SIGTERM)
         counts = {int(k): v for k, v in json.loads(proc.stdout.readline()).items()}
         assert proc.wait(20) == 0
@@ -249,16 +249,6 @@ def test_end_to_end_rejections_never_start_the_command(tmp_path_factory, option,
         assert not marker.exists()
 
 
-class Quiet(Log):
-    def __init__(self) -> None:
-        super().__init__("warning")
-        self.lines: list[str] = []
-
-    def emit(self, level: str, msg: str, **fields: object) -> None:
-        if level in ("warning", "error"):
-            self.lines.append(msg)
-
-
 JSON_VALUES = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
@@ -272,7 +262,7 @@ JSON_VALUES = st.recursive(
 def test_config_files_with_any_bytes_never_crash(tmp_path, data):
     path = tmp_path / "trainingjobconfig.json"
     path.write_bytes(data)
-    log = Quiet()
+    log = Collector()
     value = read_json(str(path), log)
     assert len(log.lines) <= 1
     max_runtime_seconds(value, str(path), log)
@@ -287,14 +277,14 @@ def test_wrong_types_in_every_field_never_crash(value):
     from sminit.gpu import expected_gpus
 
     for shape in ({"StoppingCondition": value}, {"StoppingCondition": {"MaxRuntimeInSeconds": value}}, value):
-        result = max_runtime_seconds(shape, "trainingjobconfig.json", Quiet())
+        result = max_runtime_seconds(shape, "trainingjobconfig.json", Collector())
         assert result is None or 0 < result < 10**9
     with tempfile.TemporaryDirectory() as root:
         os.makedirs(f"{root}/input/config")
         for shape in ({"current_instance_type": value, "hosts": value, "current_host": value}, value):
             with open(f"{root}/input/config/resourceconfig.json", "w") as handle:
                 json.dump(shape, handle)
-            log = Quiet()
+            log = Collector()
             expected, _ = expected_gpus("auto", "train", root, log)
             assert expected is None or expected > 0
             assert len(log.lines) <= 1

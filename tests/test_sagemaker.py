@@ -6,13 +6,12 @@ from __future__ import annotations
 import json
 import os
 import signal
-import stat
 import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import RECORDER, SMINIT, run_sminit
+from conftest import RECORDER, run_sminit
 from mltree import OLD_THREE_KEYS, P4D_TWO_HOSTS, job_config, make_ml_root
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
