@@ -49,7 +49,7 @@ def on_signal(signo: int, _frame: object) -> None:
         os._exit(args.exit_code)
 
 
-for signo in signal.valid_signals() - {signal.SIGKILL, signal.SIGSTOP, signal.SIGCHLD}:
+for signo in signal.valid_signals() - {signal.SIGKILL, signal.SIGSTOP}:
     signal.signal(signo, on_signal)
 if args.spawn:
     extra = ["--setsid"] if args.spawn_setsid else []
