@@ -67,6 +67,8 @@ def _exec_in_child(argv: list[str], mask: set[int], tty: int | None, report_fd: 
 
 def spawn(argv: list[str], mask: set[int], tty: int | None) -> int:
     """Fork and exec argv in a new process group; returns its pid once exec has succeeded."""
+    if not argv[0]:
+        raise SpawnError(127, "command not found: '' (an empty command name)")
     read_fd, write_fd = (above_stdio(fd) for fd in os.pipe2(os.O_CLOEXEC))
     try:
         pid = os.fork()

@@ -26,6 +26,7 @@ def test_exec_failures(tmp_path):
     assert "No such file or directory" in result.stderr and "missing" in result.stderr
     result = run_sminit(["--", "no-such-command-anywhere"])
     assert result.returncode == 127
+    assert run_sminit(["--", ""]).returncode == 127
     plain = tmp_path / "plain"
     plain.write_text("not a program\n")
     result = run_sminit(["--", str(plain)])
