@@ -96,9 +96,9 @@ class Run:
         requirement = self.config.require_gpus
         if requirement == "none" or (requirement == "auto" and self.plan.mode != "train"):
             return None
-        from sminit.gpu import inspect
+        from sminit.gpu import gpu_report
 
-        report = inspect(requirement, self.plan.mode, self.config.ml_root, self.environ, self.log)
+        report = gpu_report(requirement, self.plan.mode, self.config.ml_root, self.environ, self.log)
         for warning in report.warnings:
             self.log.warning(warning)
         return report.problem

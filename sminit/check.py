@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from sminit.config import Config
-from sminit.gpu import inspect
+from sminit.gpu import gpu_report
 from sminit.log import Log, write_line
 from sminit.plan import Plan, find_executable
 from sminit.sagemaker import config_path, read_json
@@ -38,7 +39,7 @@ def can_reap_orphans() -> bool:
         return False
 
 
-def gather(config: Config, plan: Plan, environ: dict[str, str]) -> dict[str, object]:
+def gather(config: Config, plan: Plan, environ: dict[str, str]) -> dict[str, Any]:
     problems: list[str] = []
     if plan.problem:
         problems.append(plan.problem[1])
@@ -52,10 +53,7 @@ def gather(config: Config, plan: Plan, environ: dict[str, str]) -> dict[str, obj
         value = read_json(path, collector)
         files[name] = "ok" if value is not None else ("missing" if len(collector.lines) == before else "invalid")
     requirement = config.require_gpus
-    gpus = inspect(requirement, plan.mode, config.ml_root, environ, collector)
-    if requirement == "auto" and plan.mode != "train":
-        gpus.expected = None  # auto requires GPUs in train mode only
-        gpus.problem = None
+    gpus = gpu_report(requirement, plan.mode, config.ml_root, environ, collector)
     if gpus.problem:
         problems.append(gpus.problem)
     problems.extend(dict.fromkeys(collector.lines))  # each file's warning once
@@ -91,11 +89,11 @@ def run_check(config: Config, plan: Plan, environ: dict[str, str], log: Log) -> 
     return 0 if report["ok"] else 125
 
 
-def render(report: dict[str, object]) -> str:
+def render(report: dict[str, Any]) -> str:
     from sminit.app import shell_quote
 
     gpus = report["gpus"]
-    command = " ".join(map(shell_quote, report["command"] or [])) or "(none)"  # type: ignore[arg-type]
+    command = " ".join(map(shell_quote, report["command"] or [])) or "(none)"
     runtime = report["max_runtime"]
     lines = [
         f"mode:          {report['mode']}",
@@ -104,10 +102,10 @@ def render(report: dict[str, object]) -> str:
         f"max runtime:   {f'{runtime:g} s from ' + str(report['max_runtime_source']) if runtime else 'none'}",
         f"pid 1:         {'yes' if report['pid1'] else 'no'}",
         f"reaps orphans: {'yes' if report['subreaper'] else 'NO'}",
-        f"gpus:          {gpus['visible']} visible, {gpus['expected'] if gpus['expected'] is not None else 'none'} "  # type: ignore[index]
-        f"required, host driver {gpus['driver_version'] or 'none'}",  # type: ignore[index]
-        f"{report['ml_root']}: " + ", ".join(f"{name} {state}" for name, state in report["ml_files"].items()),  # type: ignore[union-attr]
+        f"gpus:          {gpus['visible']} visible, {gpus['expected'] if gpus['expected'] is not None else 'none'} "
+        f"required, host driver {gpus['driver_version'] or 'none'}",
+        f"{report['ml_root']}: " + ", ".join(f"{name} {state}" for name, state in report["ml_files"].items()),
     ]
     problems = report["problems"]
-    lines += [f"problem:       {p}" for p in problems] or ["all checks passed"]  # type: ignore[union-attr]
+    lines += [f"problem:       {p}" for p in problems] or ["all checks passed"]
     return "\n".join(lines) + "\n"

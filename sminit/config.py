@@ -186,7 +186,7 @@ def _from_environment(config: Config, environ: dict[str, str]) -> None:
     fresh: set[str] = set()
     for _short, attr, parse, repeatable, variable in _OPTIONS.values():
         raw = environ.get(variable) if variable else None
-        if raw is None:
+        if raw is None or variable is None:
             continue
         if parse is None:
             setattr(config, attr, _boolean(raw, variable))

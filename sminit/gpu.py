@@ -117,7 +117,7 @@ def bundled_drivers(lib_dirs: list[str], host_version: str) -> list[str]:
     return found
 
 
-def inspect(requirement: str, mode: str, ml_root: str, environ: dict[str, str], log: Log) -> GpuReport:
+def gpu_report(requirement: str, mode: str, ml_root: str, environ: dict[str, str], log: Log) -> GpuReport:
     """Run every part of the check (SPEC section 6)."""
     report = GpuReport()
     dev_dir = environ.get("SMINIT_DEV_DIR") or "/dev"

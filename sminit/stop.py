@@ -148,7 +148,8 @@ class StopSequence:
     def on_deadline(self, now: float) -> None:
         if self.warn_at is not None and now >= self.warn_at:
             self.warn_at = None
-            self.log.info(f"max runtime ends in {self.runtime_at - now:.1f} s: warning with {signal_name(self.warn_signal)}")
+            remaining = (self.runtime_at or now) - now
+            self.log.info(f"max runtime ends in {remaining:.1f} s: warning with {signal_name(self.warn_signal)}")
             self.forward(self.warn_signal, "info")
         if self.runtime_at is not None and now >= self.runtime_at:
             self.events.append(f"max runtime of {self.max_runtime:g} s passed")

@@ -180,8 +180,9 @@ class Job:
             [*(prefix or []), sys.executable, "-m", "sminit", *options, "--", *command], stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=self._stderr, env=variables, cwd=cwd, start_new_session=True,
         )
+        assert self._proc.stdout is not None
+        self._stdout = self._proc.stdout
         self._output = b""
-        self._lines_read = 0
         self._sminit_pid: int | None = None
         self._killed_by_platform = False
         self.result: JobResult | None = None
@@ -211,10 +212,10 @@ class Job:
         return self._proc.poll() is None
 
     def _read_output(self, timeout: float) -> bool:
-        ready, _, _ = select.select([self._proc.stdout], [], [], max(0.0, timeout))
+        ready, _, _ = select.select([self._stdout], [], [], max(0.0, timeout))
         if not ready:
             return False
-        chunk = os.read(self._proc.stdout.fileno(), 65536)
+        chunk = os.read(self._stdout.fileno(), 65536)
         self._output += chunk
         return bool(chunk)
 
@@ -286,11 +287,15 @@ class Job:
         self._stderr.seek(0)
         stderr = self._stderr.read().decode(errors="replace")
         self._stderr.close()
-        self._proc.stdout.close()
-        log, other = [], []
+        self._stdout.close()
+        log: list[dict] = []
+        other: list[str] = []
         for line in stderr.splitlines():
             record = _record(line)
-            (log if record else other).append(record or line)
+            if record is None:
+                other.append(line)
+            else:
+                log.append(record)
         signals, leftovers = [], []
         for record in log:
             msg = record["msg"]
