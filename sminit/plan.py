@@ -72,7 +72,8 @@ def resolve(config: Config, environ: dict[str, str], log: Log) -> Plan:
         else:
             mode = "none"
     grace = config.grace if config.grace is not None else GRACE_DEFAULTS[mode]
-    max_runtime, source = config.max_runtime, "option"  # type: tuple[float | None, str | None]
+    max_runtime = config.max_runtime
+    source: str | None = "option"
     if max_runtime is None and mode == "train":
         path = config_path(config.ml_root, "trainingjobconfig.json")
         max_runtime = max_runtime_seconds(read_json(path, log), path, log)

@@ -135,8 +135,9 @@ class StopSequence:
             # session, including any forked while we were deciding.
             _kill(-1, _signal.SIGKILL)
             return
-        self.signal_group(_signal.SIGKILL)
-        for proc in descendants():
+        if self.main_alive:
+            _kill(-self.main_pid, _signal.SIGKILL)  # at once, before the walk, for the whole group
+        for proc in descendants():  # one /proc walk: the group's members and everyone else
             signal_process(proc, _signal.SIGKILL)
 
     # -- deadlines -----------------------------------------------------------------------

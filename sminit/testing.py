@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
 
+from sminit.proctree import descendants
 from sminit.signals import parse_signal
 
 SAGEMAKER_STOP_GRACE = 120.0  # StopTrainingJob: SIGTERM, then SIGKILL 120 s later
@@ -339,12 +340,7 @@ def children(pid: int) -> list[int]:
 
 
 def descendant_pids(pid: int) -> list[int]:
-    found, pending = [], [pid]
-    while pending:
-        below = children(pending.pop())
-        found += below
-        pending += below
-    return found
+    return [proc.pid for proc in descendants(pid)]
 
 
 def zombie_children(pid: int) -> int:
