@@ -23,15 +23,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 import storms  # noqa: E402
 from sminit import config  # noqa: E402
-from sminit.check import Collector  # noqa: E402
+from sminit.log import Collector  # noqa: E402
 from sminit.gpu import expected_gpus  # noqa: E402
 from sminit.sagemaker import max_runtime_seconds, read_json  # noqa: E402
 from sminit.testing import descendant_pids  # noqa: E402
 
-OPTIONS = ["--grace", "--cleanup-grace", "--max-runtime", "--warn-before", "--warn-signal", "--mode", "--ml-root",
-           "--rewrite", "--success-exit", "--require-gpus", "--log-format"]
-NASTY = ["", "nan", "NaN", "inf", "-inf", "1e309", "-1", "-0", " 5", "5 ", "1_000", "0x10", "٣", "TERM:", ":0",
-         "RTMIN+99", "9" * 5000, "\u202e", "TERM:USR1:HUP", "\udcff", "0" * 4400, "1e-400", "USR1,", "ü" * 3000]
+OPTIONS = ["--grace", "--cleanup-grace", "--max-runtime", "--warn-before", "--warn-signal", "--mode",
+           "--ml-root", "--rewrite", "--success-exit", "--require-gpus", "--log-format",
+           "--parent-death-signal"]
+NASTY = ["", "nan", "NaN", "inf", "-inf", "1e309", "-1", "-0", " 5", "5 ", "1_000", "0x10", "٣", "TERM:",
+         ":0", "RTMIN+99", "9" * 5000, "\u202e", "TERM:USR1:HUP", "\udcff", "0" * 4400, "1e-400", "USR1,",
+         "ü" * 3000]
 
 
 def random_text(rng: random.Random) -> str:
@@ -85,7 +87,8 @@ def hostile_files(count: int, rng: random.Random) -> dict[str, int]:
                 data = b"[" * depth + b"]" * depth
             elif kind == 2:
                 value = rng.choice([None, True, 1, -5, 1e308, "x", [], {}, [1, "a"], {"a": {"b": []}}])
-                data = json.dumps({"StoppingCondition": {"MaxRuntimeInSeconds": value}, "current_instance_type": value}).encode()
+                data = json.dumps({"StoppingCondition": {"MaxRuntimeInSeconds": value},
+                                   "current_instance_type": value}).encode()
             else:
                 data = json.dumps(rng.choice([[], "s", 3, None, {"StoppingCondition": []}])).encode()
             for name in ("trainingjobconfig.json", "resourceconfig.json"):
@@ -120,28 +123,34 @@ def main() -> int:
         where = "PID 1" if pid1 else "subreaper"
         started = time.monotonic()
         result = storms.signal_storm(seconds=seconds, senders=3, pid1=pid1)
-        rows.append(f"| signal storm, {seconds} s, 3 senders, {where} | {result['signals_sent']:,} signals sent; "
-                    f"real-time: {result['real_time_sent']:,} sent, {result['real_time_delivered']:,} delivered; "
-                    f"standard kinds missing: {len(result['standard_kinds_missing'])}; final SIGTERM delivered: "
-                    f"{result['term_delivered']}; RSS {result['rss_kib_before']} → {result['rss_kib_after']} KiB; "
-                    f"exit {result['exit']}; tracebacks: {result['tracebacks']} | {time.monotonic() - started:.0f} s |")
+        took = time.monotonic() - started
+        missing = len(result["standard_kinds_missing"])
+        rows.append(f"| signal storm, {seconds} s, 3 senders, {where} | {result['signals_sent']:,} signals "
+                    f"sent; real-time: {result['real_time_sent']:,} sent, {result['real_time_delivered']:,} "
+                    f"delivered; standard kinds missing: {missing}; final SIGTERM delivered: "
+                    f"{result['term_delivered']}; RSS {result['rss_kib_before']} → {result['rss_kib_after']} "
+                    f"KiB; exit {result['exit']}; tracebacks: {result['tracebacks']} | {took:.0f} s |")
         started = time.monotonic()
         result = storms.orphan_storm(total=orphans, burst=500, pid1=pid1)
-        rows.append(f"| orphan storm, {where} | {result['orphans']:,} orphans in bursts of 500; zombies left: "
+        rows.append(f"| orphan storm, {where} | {result['orphans']:,} orphans in bursts of 500; "
+                    "zombies left: "
                     f"{result['zombies_left']}; peak zombies seen: {result['peak_zombies_seen']}; RSS "
                     f"{result['rss_kib_before']} → {result['rss_kib_after']} KiB; exit {result['exit']}; "
                     f"tracebacks: {result['tracebacks']} | {time.monotonic() - started:.0f} s |")
     started = time.monotonic()
     result = hostile_options(2000 if args.quick else 20000, rng)
+    took = time.monotonic() - started
     rows.append(f"| options and variables, in process | {result['inputs']:,} inputs, {result['rejected']:,} "
-                f"rejected with one line; tracebacks: {result['tracebacks']} | {time.monotonic() - started:.0f} s |")
+                f"rejected with one line; tracebacks: {result['tracebacks']} | {took:.0f} s |")
     started = time.monotonic()
     result = hostile_end_to_end(50 if args.quick else 300, rng)
+    took = time.monotonic() - started
     rows.append(f"| options, end to end | {result['inputs']:,} runs; command started on a rejection: "
-                f"{result['started_on_rejection']}; tracebacks: {result['tracebacks']} | {time.monotonic() - started:.0f} s |")
+                f"{result['started_on_rejection']}; tracebacks: {result['tracebacks']} | {took:.0f} s |")
     started = time.monotonic()
     result = hostile_files(500 if args.quick else 5000, rng)
-    rows.append(f"| config files (bytes, deep nesting, wrong types) | {result['inputs']:,} files; tracebacks: "
+    rows.append(f"| config files (bytes, deep nesting, wrong types) | {result['inputs']:,} files; "
+                "tracebacks: "
                 f"{result['tracebacks']} | {time.monotonic() - started:.0f} s |")
     print(f"Run on {time.strftime('%Y-%m-%d')}, {os.cpu_count()} CPUs{' (quick)' if args.quick else ''}; "
           f"processes left behind afterwards: {leftover_processes()}\n")

@@ -1,14 +1,16 @@
 #!/usr/bin/env python3
-"""Benchmark sminit side by side with tini, dumb-init and catatonit, in one interleaved run.
+"""Benchmark sminit side by side with tini, dumb-init, catatonit and the floor (the smallest
+correct Python init, bench/floor.py under `python -I -S`), in one interleaved run.
 
-Needs (installs nothing itself): sminit installed next to this interpreter (README), and
+Needs (installs nothing itself): sminit installed next to this interpreter (README), psutil, and
     apt-get install -y tini dumb-init catatonit
-A missing init is skipped with a note. Run as root for the PID-1 reaping metric (unshare).
+A missing init is skipped with a note. Run as root for the PID-1 rows (unshare).
 
-    python bench/run.py [--quick] [--json FILE] [--plot FILE.png]
+    python bench/run.py [--quick] [--json FILE] [--plot FILE.png] [--compare NAME=COMMAND]
+    python bench/run.py --from-json FILE --plot FILE.png      (redraw the figure, measure nothing)
 
-Prints a markdown table of medians and p95 with ratios to tini. Absolute times on shared
-machines are noise; the ratios within one run are the result.
+Prints markdown tables of medians with ratios to tini (and, for start-up, to the floor).
+Absolute times on shared machines are noise; the ratios within one run are the result.
 """
 
 from __future__ import annotations
@@ -26,9 +28,10 @@ import threading
 import time
 from pathlib import Path
 
-from sminit.testing import children, zombie_children
+from sminit.testing import children
 
-
+FLOOR = Path(__file__).with_name("floor.py")
+UNSHARE = ["unshare", "--pid", "--fork", "--mount-proc"]
 # The child for the forward-latency metric: waits for SIGUSR1 with sigwaitinfo and reports the
 # CLOCK_MONOTONIC time at which it got it.
 RECEIVER = (
@@ -59,18 +62,22 @@ ORPHANS = (
 )
 
 
-def find_inits() -> dict[str, list[str]]:
+def find_inits(compare: list[str]) -> dict[str, list[str]]:
     sminit = shutil.which("sminit", path=os.path.dirname(sys.executable)) or shutil.which("sminit")
     candidates = {
         "sminit": [sminit, "--"] if sminit else None,
+        "floor": [sys.executable, "-I", "-S", str(FLOOR), "--"],
         "tini": ["tini", "-s", "--"],
         "dumb-init": ["dumb-init"],
         "catatonit": ["catatonit", "--"],
     }
+    for item in compare:  # another sminit, say the last release, measured in the same run
+        name, _, path = item.partition("=")
+        candidates[name] = [path, "--"]
     inits = {}
     for name, command in candidates.items():
         if command and shutil.which(command[0]):
-            inits[name] = command
+            inits[name] = [shutil.which(command[0]) or command[0], *command[1:]]
         else:
             print(f"note: {name} not found, skipped "
                   f"({'pip install . (README)' if name == 'sminit' else 'apt-get install -y ' + name})")
@@ -85,11 +92,31 @@ def percentile(values: list[float], p: float) -> float:
 def first_child(pid: int) -> int:
     """Wait until pid has a child; return the child's pid."""
     deadline = time.monotonic() + 10
-    while not children(pid):
+    while True:
+        found = children(pid)
+        if found:
+            return found[0]
         if time.monotonic() > deadline:
             raise RuntimeError(f"process {pid} started no child")
         time.sleep(0.001)
-    return children(pid)[0]
+
+
+def zombie_children(pid: int) -> int:
+    """Zombies among pid's children, read straight from /proc: the sampler must be cheap, or it
+    would take the CPU it measures."""
+    count = 0
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as handle:
+            kids = handle.read().split()
+    except OSError:
+        return 0
+    for child in kids:
+        try:
+            with open(f"/proc/{child}/stat", "rb") as handle:
+                count += handle.read().rsplit(b")", 1)[1].split()[0] == b"Z"
+        except OSError:
+            pass
+    return count
 
 
 class Running:
@@ -134,17 +161,49 @@ def timed_run(argv: list[str]) -> float:
     return time.perf_counter() - start
 
 
-def metric_startup(inits: dict[str, list[str]], rounds: int) -> dict[str, list[float]]:
-    true = shutil.which("true")
-    commands = {name: [shutil.which(c[0]), *c[1:], true] for name, c in inits.items()}
-    commands["bare /bin/true"] = [true]
-    commands["python -c pass"] = [sys.executable, "-c", "pass"]
+def metric_startup(inits: dict[str, list[str]], rounds: int, pid1: bool) -> dict[str, list[float]]:
+    """Wall time of `INIT -- /bin/true`, posix_spawn to waitpid; as PID 1 behind unshare."""
+    true = shutil.which("true") or "/bin/true"
+    prefix = [shutil.which("unshare") or "unshare", *UNSHARE[1:]] if pid1 else []
+    commands = {name: [*prefix, *command, true] for name, command in inits.items()}
+    commands["bare /bin/true"] = [*prefix, true]
+    if not pid1:
+        commands["python -c pass"] = [sys.executable, "-c", "pass"]
     for argv in commands.values():
         timed_run(argv)  # warm the page cache and the bytecode cache
     results: dict[str, list[float]] = {name: [] for name in commands}
     for _ in range(rounds):
         for name, argv in commands.items():  # interleaved: drift hits all alike
             results[name].append(timed_run(argv) * 1000)
+    return results
+
+
+def _clock_of_child(argv: list[str]) -> float:
+    """Milliseconds from posix_spawn of argv to the moment its `date` child read the clock."""
+    read_end, write_end = os.pipe()
+    actions = [(os.POSIX_SPAWN_DUP2, write_end, 1), (os.POSIX_SPAWN_CLOSE, read_end),
+               (os.POSIX_SPAWN_OPEN, 2, os.devnull, os.O_WRONLY, 0)]
+    sent = time.time_ns()
+    pid = os.posix_spawn(argv[0], argv, os.environ, file_actions=actions)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        stamp = int(pipe.read().split()[0])
+    os.waitpid(pid, 0)
+    return (stamp - sent) / 1e6
+
+
+def metric_exec_to_exec(inits: dict[str, list[str]], rounds: int) -> dict[str, list[float]]:
+    """From the init's exec to its child's exec: `INIT -- date +%s%N` against `date +%s%N` alone,
+    both from posix_spawn to date's clock reading, interleaved; the difference per round."""
+    date = [shutil.which("date") or "/bin/date", "+%s%N"]
+    commands = {name: [*command, *date] for name, command in inits.items()}
+    for argv in [*commands.values(), date]:
+        _clock_of_child(argv)
+    results: dict[str, list[float]] = {name: [] for name in commands}
+    for _ in range(rounds):
+        alone = _clock_of_child(date)
+        for name, argv in commands.items():
+            results[name].append(_clock_of_child(argv) - alone)
     return results
 
 
@@ -172,7 +231,8 @@ def metric_memory_and_idle(inits: dict[str, list[str]], idle_seconds: float) -> 
 def metric_forward(inits: dict[str, list[str]], rounds: int, pin: int | None) -> dict[str, list[float]]:
     if pin is not None:
         os.sched_setaffinity(0, {pin})
-    running = {name: Running(command, [sys.executable, "-c", RECEIVER], pin) for name, command in inits.items()}
+    running = {name: Running(command, [sys.executable, "-c", RECEIVER], pin)
+               for name, command in inits.items()}
     results: dict[str, list[float]] = {name: [] for name in inits}
     try:
         for run in running.values():
@@ -220,8 +280,7 @@ def metric_reaping(inits: dict[str, list[str]], bursts: int, size: int) -> dict[
         return {}
     results = {}
     for name, command in inits.items():
-        run = Running(["unshare", "--pid", "--fork", "--mount-proc", *command],
-                      [sys.executable, "-c", ORPHANS, str(bursts), str(size)])
+        run = Running([*UNSHARE, *command], [sys.executable, "-c", ORPHANS, str(bursts), str(size)])
         try:
             init_pid = run.wait_for_child()  # unshare's child: the init, PID 1 inside
             first_child(init_pid)  # and the init has started the orphan maker
@@ -229,9 +288,9 @@ def metric_reaping(inits: dict[str, list[str]], bursts: int, size: int) -> dict[
             peak = [0]
             done = threading.Event()
 
-            def sample() -> None:
+            def sample(pid: int = init_pid, peak: list[int] = peak, done: threading.Event = done) -> None:
                 while not done.is_set():
-                    peak[0] = max(peak[0], zombie_children(init_pid))
+                    peak[0] = max(peak[0], zombie_children(pid))
 
             sampler = threading.Thread(target=sample)
             sampler.start()
@@ -270,95 +329,138 @@ def metric_escalation(inits: dict[str, list[str]], rounds: int) -> list[float]:
     return errors
 
 
-def table(title: str, unit: str, data: dict[str, list[float]], p: float = 95) -> str:
-    tini = statistics.median(data["tini"]) if data.get("tini") else None
-    rows = [f"### {title}", "", f"| | median ({unit}) | p{p:g} ({unit}) | median / tini |", "|---|---:|---:|---:|"]
+def table(title: str, unit: str, data: dict[str, list[float]], p: float = 95, against: str = "tini") -> str:
+    base = statistics.median(data[against]) if data.get(against) else None
+    rows = [f"### {title}", "", f"| | median ({unit}) | p{p:g} ({unit}) | median / {against} |",
+            "|---|---:|---:|---:|"]
     for name, values in data.items():
         median = statistics.median(values)
-        ratio = f"{median / tini:.2f}" if tini else "–"
+        ratio = f"{median / base:.2f}" if base else "–"
         rows.append(f"| {name} | {median:.3f} | {percentile(values, p):.3f} | {ratio} |")
     return "\n".join(rows) + "\n"
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="fewer rounds: under a minute")
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="fewer rounds: about 20 s")
     parser.add_argument("--json", help="also write the raw numbers here")
-    parser.add_argument("--plot", help="write a PNG of the forward-latency distributions (needs matplotlib)")
+    parser.add_argument("--plot", help="write a PNG of the start-up and forward-latency distributions "
+                                       "(needs matplotlib)")
+    parser.add_argument("--compare", action="append", default=[], metavar="NAME=COMMAND",
+                        help="also measure this sminit command (another version), as a column NAME")
+    parser.add_argument("--from-json", metavar="FILE",
+                        help="measure nothing: redraw --plot from a --json file")
     args = parser.parse_args()
-    inits = find_inits()
-    if not inits:
+    if args.from_json:
+        saved = json.loads(Path(args.from_json).read_text())
+        plot(saved["startup_ms"], saved.get("startup_pid1_ms"), saved["forward_us"], args.plot or "bench.png")
+        return 0
+    inits = find_inits(args.compare)
+    if "sminit" not in inits:
         return 1
     quick = args.quick
+    pid1 = os.geteuid() == 0 and shutil.which("unshare") is not None
     out: list[str] = [
         f"Run on {time.strftime('%Y-%m-%d')}: {platform.platform()}, {os.cpu_count()} CPUs, "
         f"Python {platform.python_version()}, inits: {', '.join(inits)}" + (" (quick)" if quick else ""), "",
     ]
     raw: dict[str, object] = {}
+    rounds = 15 if quick else 60
     print("start-up ...", file=sys.stderr)
-    raw["startup_ms"] = startup = metric_startup(inits, 15 if quick else 60)
-    out.append(table("Start-up: `INIT -- /bin/true`", "ms", startup))
+    raw["startup_ms"] = startup = metric_startup(inits, rounds, pid1=False)
+    out.append(table("Start-up: `INIT -- /bin/true`", "ms", startup, against="floor"))
+    if pid1:
+        raw["startup_pid1_ms"] = startup_pid1 = metric_startup(inits, rounds, pid1=True)
+        out.append(table("Start-up as PID 1: `unshare --pid --fork --mount-proc INIT -- /bin/true`", "ms",
+                         startup_pid1, against="floor"))
+    print("exec to exec ...", file=sys.stderr)
+    raw["exec_to_exec_ms"] = exec_to_exec = metric_exec_to_exec(inits, rounds)
+    out.append(table("From the init's exec to its child's exec", "ms", exec_to_exec))
     print("memory and idle wake-ups ...", file=sys.stderr)
-    memory, idle = metric_memory_and_idle(inits, 2 if quick else 5)
+    idle_seconds = 2 if quick else 5
+    memory, idle = metric_memory_and_idle(inits, idle_seconds)
     raw["memory_kib"], raw["idle_switches"] = memory, idle
     out += ["### Memory while the child sleeps, and idle wake-ups", "",
-            f"| | VmRSS (KiB) | RssAnon (KiB) | context switches in {2 if quick else 5} s idle |", "|---|---:|---:|---:|"]
-    out += [f"| {name} | {m['VmRSS']} | {m['RssAnon']} | {idle.get(name, '–')} |" for name, m in memory.items()]
+            f"| | VmRSS (KiB) | RssAnon (KiB) | context switches in {idle_seconds} s idle |",
+            "|---|---:|---:|---:|"]
+    out += [f"| {name} | {m['VmRSS']} | {m['RssAnon']} | {idle.get(name, '–')} |"
+            for name, m in memory.items()]
     out.append("")
     print("forward latency ...", file=sys.stderr)
-    rounds = 200 if quick else 2000
-    raw["forward_us"] = forward = metric_forward(inits, rounds, None)
-    raw["forward_pinned_us"] = pinned = metric_forward(inits, rounds, 0)
-    out.append(table("Forward latency: `kill(init, SIGUSR1)` to the child's `sigwaitinfo`", "µs", forward, 99))
+    signals = 200 if quick else 2000
+    raw["forward_us"] = forward = metric_forward(inits, signals, None)
+    raw["forward_pinned_us"] = pinned = metric_forward(inits, signals, 0)
+    out.append(table("Forward latency: `kill(init, SIGUSR1)` to the child's `sigwaitinfo`", "µs", forward,
+                     99))
     out.append(table("Forward latency, everything on one CPU", "µs", pinned, 99))
     print("stop latency ...", file=sys.stderr)
     raw["stop_ms"] = stop = metric_stop(inits, 10 if quick else 40)
-    out.append(table("Stop latency: `kill(init, SIGTERM)` to the init's exit, child exits at once", "ms", stop))
+    out.append(table("Stop latency: `kill(init, SIGTERM)` to the init's exit, child exits at once", "ms",
+                     stop))
     print("reaping ...", file=sys.stderr)
     bursts, size = (4, 250) if quick else (10, 500)
     raw["reaping"] = reaping = metric_reaping(inits, bursts, size)
     if reaping:
         tini = reaping.get("tini", {}).get("cpu_us_per_orphan")
         out += [f"### Reaping as PID 1: {bursts} bursts of {size} orphans", "",
-                "| | CPU per orphan (µs) | / tini | peak zombies seen | zombies left |", "|---|---:|---:|---:|---:|"]
-        out += [f"| {name} | {r['cpu_us_per_orphan']:.1f} | "
-                f"{r['cpu_us_per_orphan'] / tini:.2f} | {r['peak_zombies']} | {r['left_zombies']} |"
-                if tini else f"| {name} | {r['cpu_us_per_orphan']:.1f} | – | {r['peak_zombies']} | {r['left_zombies']} |"
-                for name, r in reaping.items()]
+                "| | CPU per orphan (µs) | / tini | peak zombies seen | zombies left |",
+                "|---|---:|---:|---:|---:|"]
+        for name, r in reaping.items():
+            ratio = f"{r['cpu_us_per_orphan'] / tini:.2f}" if tini else "–"
+            out.append(f"| {name} | {r['cpu_us_per_orphan']:.1f} | {ratio} | {r['peak_zombies']} | "
+                       f"{r['left_zombies']} |")
         out.append("")
     print("escalation ...", file=sys.stderr)
     raw["escalation_error_ms"] = errors = metric_escalation(inits, 3 if quick else 10)
     if errors:
         out += ["### Escalation accuracy (sminit, `--grace 1`, child ignores SIGTERM)", "",
-                f"SIGKILL came {statistics.median(errors):.1f} ms late (median), {max(errors):.1f} ms at worst, "
+                f"SIGKILL came {statistics.median(errors):.1f} ms late (median), "
+                f"{max(errors):.1f} ms at worst, "
                 f"over {len(errors)} runs.", ""]
     print("\n".join(out))
     if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(raw, indent=1))
     if args.plot:
-        plot(forward, pinned, args.plot)
+        plot(startup, raw.get("startup_pid1_ms"), forward, args.plot)  # type: ignore[arg-type]
     return 0
 
 
-def plot(forward: dict[str, list[float]], pinned: dict[str, list[float]], path: str) -> None:
+def plot(startup: dict[str, list[float]], startup_pid1: dict[str, list[float]] | None,
+         forward: dict[str, list[float]], path: str) -> None:
+    """Cumulative distributions per init, on log scales: start-up (not PID 1, and as PID 1) and
+    forward latency. Kept small: it is committed beside BENCHMARKS.md."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib import ticker
 
-    figure, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
-    for axis, data, title in ((axes[0], forward, "all CPUs"), (axes[1], pinned, "pinned to one CPU")):
+    panels = [(startup, "start-up, INIT -- /bin/true (ms)")]
+    if startup_pid1:
+        panels.append((startup_pid1, "start-up as PID 1 (ms)"))
+    panels.append((forward, "forward latency, kill to child (µs)"))
+    figure, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), sharey=True)
+    colours = {"sminit": "C3", "floor": "C7", "tini": "C0", "dumb-init": "C1", "catatonit": "C2"}
+    for axis, (data, title) in zip(axes, panels):
         for name, values in data.items():
+            if name not in colours:
+                continue  # the references (bare /bin/true, python -c pass) stay in the tables
             ordered = sorted(values)
-            axis.plot(ordered, [i / len(ordered) for i in range(len(ordered))], label=name)
+            axis.plot(ordered, [(i + 1) / len(ordered) for i in range(len(ordered))], label=name,
+                      color=colours[name], linewidth=2 if name == "sminit" else 1.2,
+                      linestyle="--" if name == "floor" else "-")
         axis.set_xscale("log")
-        axis.set_xlabel("kill(init, SIGUSR1) to child, µs")
-        axis.set_title(f"Forward latency, {title}")
+        axis.xaxis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+        axis.xaxis.set_major_formatter(ticker.FuncFormatter(lambda value, _: f"{value:g}"))
+        axis.xaxis.set_minor_formatter(ticker.NullFormatter())
+        axis.set_title(title, fontsize=10)
         axis.grid(True, which="both", alpha=0.3)
-    axes[0].set_ylabel("fraction of signals")
-    axes[0].legend()
+    axes[0].set_ylabel("fraction of runs")
+    axes[0].legend(fontsize=8)
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
+    figure.savefig(path, dpi=80)
 
 
 if __name__ == "__main__":

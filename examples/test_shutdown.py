@@ -1,4 +1,4 @@
-"""Does the training job survive StopTrainingJob with its checkpoint intact?
+"""Does the training job survive StopTrainingJob and a spot interruption with its checkpoint intact?
 
 Copy this file next to your training script, set TRAIN to your command, and run `pytest`
 (after `pip install 'sminit[test]'`). The fixtures come from sminit's pytest plugin.
@@ -21,6 +21,22 @@ def test_stop_keeps_a_complete_checkpoint(ml_tree, sminit_job):
 
     assert result.signals[0][1] == "SIGTERM"  # the job got it, even behind a shell
     assert json.loads(checkpoint.read_text())["step"] > first  # saved again on SIGTERM, complete
-    assert result.exit_status == 0 and result.sagemaker_status == "Completed"
+    assert result.sagemaker_status == "Stopped" and result.secondary_status == "Stopped"
+    assert result.exit_status == 0 and result.failure_reason is None  # it stopped cleanly
     assert not result.killed_by_platform  # done well within the grace
     assert result.still_running == []  # nothing left behind
+
+
+def test_spot_interruption_resumes_from_the_checkpoint(ml_tree, sminit_job):
+    tree = ml_tree(hyperparameters={"steps": 60, "checkpoint_every": 10})
+    job = sminit_job(TRAIN, tree, grace=30)
+    job.wait_for_file(tree.checkpoints / "checkpoint.json")
+    interrupted = job.stop()  # a spot interruption stops the job as StopTrainingJob does
+    saved = json.loads((tree.checkpoints / "checkpoint.json").read_text())["step"]
+
+    restarted = tree.resume()  # the new instance: checkpoints/ restored, model/ and output/ empty
+    result = sminit_job(TRAIN, restarted).wait(timeout=120)
+
+    assert interrupted.sagemaker_status == "Stopped" and saved > 0
+    assert f"resumed from step {saved}" in result.output  # not from step 0
+    assert result.sagemaker_status == "Completed" and result.files["model"] == ["model.json"]

@@ -52,7 +52,8 @@ def save(path: str, state: dict) -> None:
 def main() -> int:
     signal.signal(signal.SIGUSR1, lambda *_: requests.update(save=True))
     signal.signal(signal.SIGTERM, lambda *_: requests.update(save=True, stop=True))
-    checkpoints = read_config("checkpointconfig.json").get("LocalPath") or os.path.join(ML_ROOT, "checkpoints")
+    checkpoints = read_config("checkpointconfig.json").get("LocalPath") or os.path.join(ML_ROOT,
+                                                                                        "checkpoints")
     checkpoint = os.path.join(checkpoints, "checkpoint.json")
     steps = int(hyperparameter("steps", "100"))
     step_seconds = float(hyperparameter("step_seconds", "0.05"))

@@ -7,17 +7,23 @@ import _signal
 import time
 
 from sminit import config as cli
-from sminit.child import SpawnError, controlling_terminal, spawn
-from sminit.log import Log, write_line
-from sminit.loop import supervise
+from sminit.child import SpawnError, controlling_terminal, original_environment, spawn
+from sminit.log import Collector, Log, quote_command, write_line
 from sminit.plan import Plan, resolve
 from sminit.signals import STOP_SIGNALS, signal_name
-from sminit.stop import StopSequence
+
+TYPE_CHECKING = False  # typing's own would cost an import at every start; mypy knows this name
+if TYPE_CHECKING:
+    from sminit.endings import Witness
+    from sminit.stop import StopSequence
+
+# Characters of the command in the exit line: the facts after it must fit into the failure file.
+SHOWN_COMMAND = 160
 
 
 def main(argv: list[str], original_mask: set[int]) -> int:
     """Run sminit; returns the exit status. Signals are already blocked by the entry point."""
-    started = time.monotonic()
+    started, started_wall, parent = time.monotonic(), time.time(), os.getppid()
     environ = dict(os.environ)
     try:
         config = cli.parse(argv, environ)
@@ -25,71 +31,85 @@ def main(argv: list[str], original_mask: set[int]) -> int:
             write_line(1, cli.USAGE if config.action == "help" else cli.version_text())
             return 0
         log = Log(config.log_level, config.log_format)
+        if config.check:
+            from sminit.check import run_check
+
+            return run_check(config, resolve(config, environ, Collector()), environ)
         plan = resolve(config, environ, log)
     except cli.UsageError as exc:
         write_line(Log("error").fd, f"[sminit] {exc}\n")
         return 125
-    if config.check:
-        from sminit.check import run_check
-
-        return run_check(config, plan, environ, log)
-    return Run(config, plan, environ, log, started).execute(original_mask)
-
-
-_SHELL_SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789@%+=:,./-_")
-
-
-def shell_quote(word: str) -> str:
-    """shlex.quote without importing shlex and re on the start-up path (a few ms)."""
-    if word and _SHELL_SAFE.issuperset(word):
-        return word
-    return "'" + word.replace("'", "'\"'\"'") + "'"
+    return Run(config, plan, environ, log, started, started_wall).execute(original_mask, parent)
 
 
 class Run:
     """One supervised run of the plan's command, and how it ended."""
 
-    def __init__(self, config: cli.Config, plan: Plan, environ: dict[str, str], log: Log, started: float) -> None:
+    def __init__(self, config: cli.Config, plan: Plan, environ: dict[str, str], log: Log, started: float,
+                 started_wall: float) -> None:
         self.config = config
         self.plan = plan
         self.environ = environ
         self.log = log
         self.started = started
+        self.started_wall = started_wall
 
-    def execute(self, original_mask: set[int]) -> int:
+    def execute(self, original_mask: set[int], parent: int) -> int:
         plan, log = self.plan, self.log
         if plan.problem:
             return self.fail(*plan.problem)
+        for warning in plan.warnings:
+            log.warning(warning)
         gpu_problem = self.check_gpus()
         if gpu_problem:
             return self.fail(125, gpu_problem)
         self.become_reaper()
+        self.watch_parent(parent)
+        if plan.max_runtime and time.monotonic() - self.started >= plan.max_runtime:
+            return self.fail(124, f"max runtime of {plan.max_runtime:g} s passed before the command started: "
+                                  "not starting it")
         pending = _signal.sigpending() & STOP_SIGNALS
         if pending:
             signo = min(pending)
-            return self.fail(128 + signo, f"received {signal_name(signo)} before the command started: not starting it")
+            return self.fail(128 + signo,
+                             f"received {signal_name(signo)} before the command started: not starting it")
         tty = controlling_terminal()
+        environment = original_environment()
         try:
-            pid = spawn(plan.command, original_mask, tty)
+            pid = spawn(plan.command, environment, original_mask, tty)
         except SpawnError as exc:
-            return self.fail(exc.code, str(exc))
+            if not exc.errno:
+                return self.fail(exc.code, str(exc))
+            from sminit.executable import explain_failure  # why, in words: only now, off the start-up path
+
+            path = environment.get(b"PATH")
+            return self.fail(*explain_failure(plan.command[0], exc.errno,
+                                              None if path is None else os.fsdecode(path)))
         finally:
             if tty is not None:
                 os.close(tty)
+        # Everything below runs while the command already does: none of it delays its start.
+        from sminit.endings import Witness
+        from sminit.loop import supervise
+        from sminit.stop import StopSequence
+
+        witness = Witness(self.environ, self.config.ml_root)
         runtime = f"{plan.max_runtime:g} s" if plan.max_runtime else "none"
-        log.info(f"started {self.shown_command()} as pid {pid} (mode {plan.mode}, grace {plan.grace:g} s, "
-                 f"max runtime {runtime})", pid=pid, mode=plan.mode, grace=plan.grace, max_runtime=plan.max_runtime)
+        log.info(f"started {quote_command(plan.command)} as pid {pid} (mode {plan.mode}, "
+                 f"grace {plan.grace:g} s, max runtime {runtime})",
+                 pid=pid, mode=plan.mode, grace=plan.grace, max_runtime=plan.max_runtime)
         stop = StopSequence(
             log, pid, grace=plan.grace, cleanup_grace=self.config.cleanup_grace,
             single_child=self.config.single_child, rewrite=self.config.rewrite,
-            max_runtime=plan.max_runtime, warn_before=self.config.warn_before,
+            max_runtime=plan.max_runtime, warn_before=plan.warn_before,
             warn_signal=self.config.warn_signal, now=self.started,
         )
         status = supervise(pid, stop, log)
-        return self.finish(status, stop)
+        return self.finish(status, stop, witness)
 
     def shown_command(self) -> str:
-        return " ".join(shell_quote(word) for word in self.plan.command)
+        shown = quote_command(self.plan.command)
+        return shown if len(shown) <= SHOWN_COMMAND else shown[:SHOWN_COMMAND - 3] + "..."
 
     def check_gpus(self) -> str | None:
         """The NVIDIA check of SPEC section 6, when this plan requires GPUs."""
@@ -116,30 +136,52 @@ class Run:
             self.log.warning(f"not PID 1 and cannot become a child subreaper ({exc.strerror}): "
                              "orphans will not be reaped by sminit")
 
+    def watch_parent(self, parent: int) -> None:
+        """--parent-death-signal: the kernel signals us when the parent dies; if it already has,
+        the signal is raised now, blocked, so it is handled exactly as one from the kernel."""
+        signo = self.config.parent_death_signal
+        if signo is None:
+            return
+        if os.getpid() == 1:
+            self.log.debug("PID 1: --parent-death-signal does not apply (its parent is outside)")
+            return
+        from sminit.subreaper import set_parent_death_signal
+
+        try:
+            set_parent_death_signal(signo)
+        except OSError as exc:
+            self.log.warning(f"cannot set the parent-death signal ({exc.strerror}): "
+                             "the parent's death will go unnoticed")
+            return
+        if os.getppid() != parent:
+            self.log.info(f"parent {parent} is already gone: acting on {signal_name(signo)} now")
+            os.kill(os.getpid(), signo)
+
     def fail(self, code: int, message: str) -> int:
         """sminit's own decision not to run: one error line, the failure file, the status."""
         self.log.error(f"exiting with {code}: {message}", status=code)
         self.write_failure(f"exiting with {code}: {message}")
         return code
 
-    def finish(self, status: int | None, stop: StopSequence) -> int:
+    def finish(self, status: int | None, stop: StopSequence, witness: Witness) -> int:
         if status is None:
-            code, what = 128 + _signal.SIGKILL, "was not reaped"
+            code = 128 + _signal.SIGKILL
         else:
             returned = os.waitstatus_to_exitcode(status)
-            if returned < 0:
-                code, what = 128 - returned, f"was killed by {signal_name(-returned)}"
-            else:
-                code = 0 if returned in self.config.success_exit else returned
-                what = f"exited with {returned}"
+            code = 128 - returned if returned < 0 else returned
+            if code in self.config.success_exit:
+                code = 0
         if stop.timed_out:
             code = 124
-        reason = "; ".join([f"exiting with {code}: {self.shown_command()} {what}", *stop.events])
+        ending = witness.explain(status, stop.sent_sigkill, failed=code != 0)
+        resources, usage = witness.resources(time.monotonic() - self.started)
+        what = f"exiting with {code}: {self.shown_command()} {ending.what}"
+        reason = "; ".join([what, *ending.facts, *stop.events])
         decided = stop.timed_out or stop.killing
-        self.log.emit("warning" if decided and code else "info",
-                      f"{reason} (ran {time.monotonic() - self.started:.1f} s)", status=code)
+        self.log.emit("warning" if decided and code else "info", f"{reason}; {resources}",
+                      status=code, stopped_by=stop.stopped_by, **ending.fields, **usage)
         if code:
-            self.write_failure(reason)
+            self.write_failure(f"{reason}; {resources}")
         return code
 
     def write_failure(self, reason: str) -> None:
@@ -147,4 +189,5 @@ class Run:
             return
         from sminit.sagemaker import write_failure
 
-        write_failure(self.config.ml_root, f"sminit: {reason}\n", self.log)
+        one_line = reason.replace("\n", " ")  # as in the log: a command's source may hold newlines
+        write_failure(self.config.ml_root, f"sminit: {one_line}\n", self.log, self.started_wall)

@@ -5,26 +5,18 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from sminit.cgroup import find
 from sminit.config import Config
-from sminit.gpu import gpu_report
-from sminit.log import Log, write_line
-from sminit.plan import Plan, find_executable
-from sminit.sagemaker import config_path, read_json
+from sminit.endings import size
+from sminit.executable import crlf_shebang, refusal
+from sminit.gpu import gpu_report, known_instance_type
+from sminit.log import Collector, quote_command, write_line
+from sminit.plan import Plan
+from sminit.sagemaker import config_path, read_json, shape_problems
+from sminit.signals import signal_name
 
 ML_FILES = ("resourceconfig.json", "trainingjobconfig.json", "hyperparameters.json",
             "inputdataconfig.json", "checkpointconfig.json")
-
-
-class Collector(Log):
-    """A Log that keeps warnings as problems instead of printing them."""
-
-    def __init__(self) -> None:
-        super().__init__("warning")
-        self.lines: list[str] = []
-
-    def emit(self, level: str, msg: str, **fields: object) -> None:
-        if level in ("warning", "error"):
-            self.lines.append(msg)
 
 
 def can_reap_orphans() -> bool:
@@ -39,26 +31,74 @@ def can_reap_orphans() -> bool:
         return False
 
 
-def gather(config: Config, plan: Plan, environ: dict[str, str]) -> dict[str, Any]:
-    problems: list[str] = []
+def command_problems(plan: Plan, environ: dict[str, str]) -> list[str]:
+    """The command as exec would see it: found, executable, its #! interpreter there."""
     if plan.problem:
-        problems.append(plan.problem[1])
-    elif plan.command and not find_executable(plan.command[0], environ):
-        problems.append(f"command not found: {plan.command[0]}")
-    collector = Collector()
-    files = {}
+        return [plan.problem[1]]
+    if not plan.command:
+        return []
+    path = environ.get("PATH")
+    refused = refusal(plan.command[0], path)
+    if refused:
+        return [refused[1]]
+    crlf = crlf_shebang(plan.command[0], path)
+    return [crlf] if crlf else []
+
+
+def config_files(ml_root: str) -> tuple[dict[str, str], list[str], list[str]]:
+    """Each config file's state (ok, missing, invalid), the problems and the warnings found."""
+    states, problems, warnings = {}, [], []
     for name in ML_FILES:
-        path = config_path(config.ml_root, name)
-        before = len(collector.lines)
-        value = read_json(path, collector)
-        files[name] = "ok" if value is not None else ("missing" if len(collector.lines) == before else "invalid")
-    requirement = config.require_gpus
-    gpus = gpu_report(requirement, plan.mode, config.ml_root, environ, collector)
+        collector = Collector()
+        value = read_json(config_path(ml_root, name), collector)
+        wrong = shape_problems(name, value) if isinstance(value, dict) else []
+        if collector.lines or wrong:
+            states[name] = "invalid"
+        else:
+            states[name] = "missing" if value is None else "ok"
+        problems += collector.lines  # not JSON, not a regular file, ...: sminit would say so and ignore it
+        warnings += [f"{config_path(ml_root, '')}{line}" for line in wrong]
+    return states, problems, warnings
+
+
+def resources(ml_root: str, environ: dict[str, str]) -> dict[str, Any]:
+    """What the job will have (SPEC section 9): memory and CPU limits, /dev/shm, free space."""
+    memory, cpu = find("memory", environ), find("cpu", environ)
+    limit = memory.memory_limit() if memory else None
+    cpus = cpu.cpu_limit() if cpu else None
+    shm_dir = environ.get("SMINIT_SHM_DIR") or "/dev/shm"
+    return {
+        "memory_limit": limit or None, "memory_limited": None if limit is None else bool(limit),
+        "cpu_limit": cpus or None, "shm_dir": shm_dir, "shm_size": _space(shm_dir, total=True),
+        "ml_root_free": _space(ml_root, total=False),
+    }
+
+
+def _space(path: str, total: bool) -> int | None:
+    """Bytes of the filesystem holding path (its size, or what is free), from the nearest existing folder."""
+    while True:
+        try:
+            info = os.statvfs(path)
+            return info.f_frsize * (info.f_blocks if total else info.f_bavail)
+        except OSError:
+            parent = os.path.dirname(path.rstrip("/")) or "/"
+            if parent == path:
+                return None
+            path = parent
+
+
+def gather(config: Config, plan: Plan, environ: dict[str, str]) -> dict[str, Any]:
+    problems = command_problems(plan, environ)
+    death = config.parent_death_signal
+    files, file_problems, warnings = config_files(config.ml_root)
+    gpus = gpu_report(config.require_gpus, plan.mode, config.ml_root, environ, Collector())
     if gpus.problem:
         problems.append(gpus.problem)
-    problems.extend(dict.fromkeys(collector.lines))  # each file's warning once
-    problems.extend(gpus.warnings)
-    pid1 = os.getpid() == 1
+    problems += file_problems + gpus.warnings
+    warnings = [*plan.warnings, *warnings]
+    if gpus.instance_type and not known_instance_type(gpus.instance_type):
+        warnings.append(f"unknown instance type {gpus.instance_type} in resourceconfig.json: "
+                        "no GPU count is expected for it (a typo?)")
     return {
         "ok": not problems,
         "mode": plan.mode,
@@ -67,18 +107,25 @@ def gather(config: Config, plan: Plan, environ: dict[str, str]) -> dict[str, Any
         "cleanup_grace": config.cleanup_grace,
         "max_runtime": plan.max_runtime,
         "max_runtime_source": plan.max_runtime_source,
-        "warn_before": config.warn_before if plan.max_runtime else None,
-        "pid1": pid1,
+        "warn_before": plan.warn_before,
+        "warn_signal": signal_name(config.warn_signal),
+        "rewrite": {signal_name(old): signal_name(new) if new else "0"
+                    for old, new in config.rewrite.items()},
+        "success_exit": sorted(config.success_exit),
+        "parent_death_signal": signal_name(death) if death else None,
+        "pid1": os.getpid() == 1,
         "subreaper": can_reap_orphans(),
         "single_child": config.single_child,
         "gpus": gpus.as_dict(),
+        "resources": resources(config.ml_root, environ),
         "ml_root": config.ml_root,
         "ml_files": files,
         "problems": problems,
+        "warnings": warnings,
     }
 
 
-def run_check(config: Config, plan: Plan, environ: dict[str, str], log: Log) -> int:
+def run_check(config: Config, plan: Plan, environ: dict[str, str]) -> int:
     report = gather(config, plan, environ)
     if config.json:
         import json
@@ -89,23 +136,37 @@ def run_check(config: Config, plan: Plan, environ: dict[str, str], log: Log) -> 
     return 0 if report["ok"] else 125
 
 
-def render(report: dict[str, Any]) -> str:
-    from sminit.app import shell_quote
+def _shown(value: int | float | None, unit: str = "") -> str:
+    if value is None:
+        return "unknown"
+    return size(int(value)) if unit == "bytes" else f"{value:g}{unit}"
 
-    gpus = report["gpus"]
-    command = " ".join(map(shell_quote, report["command"] or [])) or "(none)"
+
+def render(report: dict[str, Any]) -> str:
+    gpus, found = report["gpus"], report["resources"]
     runtime = report["max_runtime"]
+    warn, signal = report["warn_before"], report["warn_signal"]
+    memory = "none" if found["memory_limited"] is False else _shown(found["memory_limit"], "bytes")
+    cpus = _shown(found["cpu_limit"]) if found["cpu_limit"] else "none"
+    expected = gpus["expected"]
     lines = [
         f"mode:          {report['mode']}",
-        f"command:       {command}",
+        f"command:       {quote_command(report['command'] or []) or '(none)'}",
         f"grace:         {report['grace']:g} s (cleanup {report['cleanup_grace']:g} s)",
         f"max runtime:   {f'{runtime:g} s from ' + str(report['max_runtime_source']) if runtime else 'none'}",
+        f"warn signal:   {f'{signal} {warn:g} s before the max runtime' if warn else 'none'}",
+        f"rewrites:      {', '.join(f'{a} -> {b}' for a, b in report['rewrite'].items()) or 'none'}",
+        f"success exits: {', '.join(map(str, report['success_exit'])) or 'none (only 0)'}",
+        f"parent death:  {report['parent_death_signal'] or 'not watched'}",
         f"pid 1:         {'yes' if report['pid1'] else 'no'}",
         f"reaps orphans: {'yes' if report['subreaper'] else 'NO'}",
-        f"gpus:          {gpus['visible']} visible, {gpus['expected'] if gpus['expected'] is not None else 'none'} "
-        f"required, host driver {gpus['driver_version'] or 'none'}",
+        f"gpus:          {gpus['visible']} visible, {'none' if expected is None else expected} required, "
+        f"host driver {gpus['driver_version'] or 'none'}",
+        f"resources:     memory limit {memory}, CPU limit {cpus}, {found['shm_dir']} "
+        f"{_shown(found['shm_size'], 'bytes')}, {_shown(found['ml_root_free'], 'bytes')} free "
+        f"under {report['ml_root']}",
         f"{report['ml_root']}: " + ", ".join(f"{name} {state}" for name, state in report["ml_files"].items()),
     ]
-    problems = report["problems"]
-    lines += [f"problem:       {p}" for p in problems] or ["all checks passed"]
+    lines += [f"warning:       {w}" for w in report["warnings"]]
+    lines += [f"problem:       {p}" for p in report["problems"]] or ["all checks passed"]
     return "\n".join(lines) + "\n"

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import math
-
 from sminit import __version__
-from sminit.signals import parse_signal
+from sminit.signals import CATCHABLE, parse_signal
 
 USAGE = """\
 usage: sminit [OPTIONS] [--] COMMAND [ARG...]
@@ -16,22 +14,33 @@ usage: sminit [OPTIONS] [--] COMMAND [ARG...]
 Runs COMMAND as a child in its own process group, forwards signals to that group,
 reaps zombies, and stops the tree with a grace period before SIGKILL.
 
-options (each also read from the environment variable shown):
-  -t, --grace SECONDS          stop signal to SIGKILL            SMINIT_GRACE
-      --cleanup-grace SECONDS  leftovers after the child exits   SMINIT_CLEANUP_GRACE
-      --max-runtime SECONDS    local deadline, 0 = none          SMINIT_MAX_RUNTIME
-      --warn-before SECONDS    warn signal before the deadline   SMINIT_WARN_BEFORE
-      --warn-signal SIG        the warn signal (USR1)            SMINIT_WARN_SIGNAL
-      --mode MODE              train, serve, none or auto        SMINIT_MODE
-      --ml-root PATH           the SageMaker tree (/opt/ml)      SMINIT_ML_ROOT
-      --single-child           signal the child, not its group   SMINIT_SINGLE_CHILD
-  -r, --rewrite FROM:TO        deliver FROM as TO (TO 0 drops)   SMINIT_REWRITE
-  -e, --success-exit CODE      report CODE as 0                  SMINIT_SUCCESS_EXIT
-      --require-gpus N|auto|none  NVIDIA check before starting   SMINIT_REQUIRE_GPUS
-  -v, --verbose / -q, --quiet  log level debug / warning         SMINIT_LOG_LEVEL
-      --log-format text|json   log line format                   SMINIT_LOG_FORMAT
-      --check [--json]         print the plan and checks, run nothing
+options (each also read from the environment variable shown; default in brackets):
+  -t, --grace SECONDS            stop signal to SIGKILL          SMINIT_GRACE
+                                 [110 train, 25 serve, 10 none]
+      --cleanup-grace SECONDS    leftovers after the child       SMINIT_CLEANUP_GRACE
+                                 exits: SIGTERM to SIGKILL [5]
+      --max-runtime SECONDS      local deadline, 0 = none        SMINIT_MAX_RUNTIME
+                                 [train: MaxRuntimeInSeconds of
+                                 trainingjobconfig.json; else none]
+      --warn-before SECONDS      warn signal this long before    SMINIT_WARN_BEFORE
+                                 the deadline [off]
+      --warn-signal SIG          the warn signal [USR1]          SMINIT_WARN_SIGNAL
+      --mode MODE                train, serve, none, auto [auto] SMINIT_MODE
+      --ml-root PATH             the SageMaker tree [/opt/ml]    SMINIT_ML_ROOT
+      --single-child             signal the child, not its group SMINIT_SINGLE_CHILD
+  -r, --rewrite FROM:TO          deliver FROM as TO; TO 0 drops  SMINIT_REWRITE
+  -e, --success-exit CODE        report status CODE as 0; 128+S: SMINIT_SUCCESS_EXIT
+                                 the child killed by signal S
+      --parent-death-signal SIG  act on SIG when the parent dies SMINIT_PARENT_DEATH_SIGNAL
+      --require-gpus N|auto|none NVIDIA check before start [auto] SMINIT_REQUIRE_GPUS
+  -v, --verbose / -q, --quiet    log level debug / warning       SMINIT_LOG_LEVEL
+      --log-format text|json     log line format [text]          SMINIT_LOG_FORMAT
+      --check [--json]           print the plan and checks, run nothing
       --version / -h, --help
+
+exit status: the child's (128+S if killed by signal S), 0 for a --success-exit code,
+124 max runtime passed, 125 sminit's own error (usage, configuration, GPU check,
+failed --check), 126 command cannot be executed, 127 command not found.
 """
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -58,6 +67,7 @@ class Config:
     single_child: bool = False
     rewrite: dict[int, int]
     success_exit: set[int]
+    parent_death_signal: int | None = None
     require_gpus: str = "auto"  # "auto", "none" or a count as digits
     log_level: str = "info"
     log_format: str = "text"
@@ -76,14 +86,18 @@ def _bad(source: str, value: str, expected: str) -> UsageError:
     return UsageError(f"invalid value for {source}: {shown!r} (expected {expected})")
 
 
+_INFINITY = float("inf")
+
+
 def _duration(value: str, source: str) -> float:
     try:
         if value.strip() != value or "_" in value:
             raise ValueError(value)
         seconds = float(value)
     except ValueError:
-        seconds = math.nan
-    if not math.isfinite(seconds) or seconds < 0:
+        seconds = -1.0
+    # Not math.isfinite: math is a shared library whose loading costs every start more than this.
+    if seconds != seconds or seconds == _INFINITY or seconds < 0:  # NaN is the one value unequal to itself
         raise _bad(source, value, "finite, non-negative seconds")
     return seconds
 
@@ -93,6 +107,14 @@ def _signal(value: str, source: str, allow_zero: bool = False) -> int:
         return parse_signal(value, allow_zero)
     except ValueError:
         raise _bad(source, value, "a signal name or number") from None
+
+
+def _catchable_signal(value: str, source: str) -> int:
+    """A signal sminit itself can receive and act on: never SIGKILL or SIGSTOP."""
+    signo = _signal(value, source)
+    if signo not in CATCHABLE:
+        raise _bad(source, value, "a signal sminit can catch, not SIGKILL or SIGSTOP")
+    return signo
 
 
 def _rewrite(value: str, source: str) -> tuple[int, int]:
@@ -154,6 +176,8 @@ _OPTIONS = {
     "--single-child": (None, "single_child", None, False, "SMINIT_SINGLE_CHILD"),
     "--rewrite": ("-r", "rewrite", _rewrite, True, "SMINIT_REWRITE"),
     "--success-exit": ("-e", "success_exit", _exit_code, True, "SMINIT_SUCCESS_EXIT"),
+    "--parent-death-signal": (None, "parent_death_signal", _catchable_signal, False,
+                              "SMINIT_PARENT_DEATH_SIGNAL"),
     "--require-gpus": (None, "require_gpus", _gpus, False, "SMINIT_REQUIRE_GPUS"),
     "--log-format": (None, "log_format", _choice(("text", "json")), False, "SMINIT_LOG_FORMAT"),
     "--check": (None, "check", None, False, None),

@@ -32,6 +32,20 @@ GPU_COUNTS: dict[str, int] = {
     "ml.p6-b200.48xlarge": 8,
 }
 
+# Families without an NVIDIA GPU (any size): general purpose, compute, memory, burstable, AWS
+# Trainium and Inferentia, AMD and Gaudi accelerators. Anything else unlisted is unknown.
+OTHER_FAMILIES = frozenset(
+    "m4 m5 m5d m6g m6gd m6i m6id m7g m7i m7i-flex c4 c5 c5d c5n c6g c6gd c6gn c6i c6id c6in c7g c7i "
+    "r5 r5d r6g r6gd r6i r6id r7g r7i r7iz x1 x2iedn t2 t3 trn1 trn1n trn2 inf1 inf2 g4ad dl1".split()
+)
+
+
+def known_instance_type(name: str) -> bool:
+    """A type this table knows: one of GPU_COUNTS, or any size of a family without NVIDIA GPUs."""
+    parts = name.split(".")
+    return name in GPU_COUNTS or (len(parts) == 3 and parts[0] == "ml" and parts[1] in OTHER_FAMILIES)
+
+
 DEFAULT_LIB_DIRS = (
     "/lib", "/lib64", "/usr/lib", "/usr/lib64", "/usr/local/lib",
     "/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib/aarch64-linux-gnu",
@@ -47,6 +61,7 @@ class GpuReport:
         self.visible = 0
         self.expected: int | None = None
         self.expected_from = ""
+        self.instance_type: str | None = None  # current_instance_type from resourceconfig.json (train mode)
         self.driver_version: str | None = None
         self.warnings: list[str] = []
         self.problem: str | None = None
@@ -111,7 +126,8 @@ def bundled_drivers(lib_dirs: list[str], host_version: str) -> list[str]:
             for prefix in DRIVER_LIBRARIES:
                 version = entry[len(prefix):]
                 if entry.startswith(prefix) and "." in version and version != host_version:
-                    found.append(f"bundled NVIDIA driver library {os.path.join(folder, entry)} (version {version}) "
+                    found.append(f"bundled NVIDIA driver library {os.path.join(folder, entry)} "
+                                 f"(version {version}) "
                                  f"differs from the host driver {host_version}: SageMaker forbids bundling "
                                  "drivers, expect 'Driver/library version mismatch'")
     return found
@@ -123,12 +139,16 @@ def gpu_report(requirement: str, mode: str, ml_root: str, environ: dict[str, str
     dev_dir = environ.get("SMINIT_DEV_DIR") or "/dev"
     report.visible = visible_gpus(dev_dir, environ)
     report.expected, report.expected_from = expected_gpus(requirement, mode, ml_root, log)
-    report.driver_version = host_driver_version(environ.get("SMINIT_DRIVER_VERSION_FILE") or "/proc/driver/nvidia/version")
+    if requirement == "auto" and mode == "train":
+        report.instance_type = report.expected_from or None
+    version_file = environ.get("SMINIT_DRIVER_VERSION_FILE") or "/proc/driver/nvidia/version"
+    report.driver_version = host_driver_version(version_file)
     if report.expected is not None and report.visible < report.expected:
         report.problem = (f"GPU check failed: {report.visible} NVIDIA GPUs visible in {dev_dir}, "
                           f"{report.expected} required by {report.expected_from}")
     if report.driver_version:
         variable = environ.get("SMINIT_LIB_DIRS")
-        lib_dirs = variable.split(":") if variable else [*DEFAULT_LIB_DIRS, *environ.get("LD_LIBRARY_PATH", "").split(":")]
+        searched = [*DEFAULT_LIB_DIRS, *environ.get("LD_LIBRARY_PATH", "").split(":")]
+        lib_dirs = variable.split(":") if variable else searched
         report.warnings.extend(bundled_drivers([d for d in lib_dirs if d], report.driver_version))
     return report

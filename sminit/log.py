@@ -1,4 +1,5 @@
-"""sminit's own log lines on stderr: text or JSON, levels, and writes that never block."""
+"""sminit's own log lines on stderr: text or JSON, levels, writes that never block, and how
+commands and counts are written in them."""
 
 from __future__ import annotations
 
@@ -6,9 +7,28 @@ import os
 import stat
 import time
 
-from sminit.child import above_stdio
+from sminit.fds import above_stdio
 
 LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
+_SHELL_SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789@%+=:,./-_")
+
+
+def shell_quote(word: str) -> str:
+    """shlex.quote without importing shlex and re on the start-up path (a few ms)."""
+    if word and _SHELL_SAFE.issuperset(word):
+        return word
+    return "'" + word.replace("'", "'\"'\"'") + "'"
+
+
+def quote_command(argv: list[str]) -> str:
+    return " ".join(shell_quote(word) for word in argv)
+
+
+def plural(count: int, noun: str) -> str:
+    """1 process, 2 processes; 1 signal, 2 signals."""
+    if count == 1:
+        return f"1 {noun}"
+    return f"{count} {noun}es" if noun.endswith("s") else f"{count} {noun}s"
 
 
 def _nonblocking_stderr() -> int:
@@ -57,7 +77,7 @@ class Log:
 
             now = time.time()
             stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z"
-            record = {"ts": stamp, "level": level, "msg": msg, **fields}
+            record = {"ts": stamp, "level": level, "logger": "sminit", "msg": msg, **fields}
             line = json.dumps(record, default=str, ensure_ascii=False)
         else:
             prefix = "[sminit] " if level in ("info", "debug") else f"[sminit] {level}: "
@@ -75,3 +95,15 @@ class Log:
 
     def error(self, msg: str, **fields: object) -> None:
         self.emit("error", msg, **fields)
+
+
+class Collector(Log):
+    """A Log that keeps warning and error lines instead of writing them (for --check)."""
+
+    def __init__(self) -> None:
+        super().__init__("warning")
+        self.lines: list[str] = []
+
+    def emit(self, level: str, msg: str, **fields: object) -> None:
+        if LEVELS[level] >= LEVELS["warning"]:
+            self.lines.append(msg)

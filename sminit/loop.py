@@ -25,6 +25,7 @@ def supervise(main_pid: int, stop: StopSequence, log: Log) -> int | None:
     status = None
     while True:
         deadline = stop.next_deadline()
+        info: _signal.struct_siginfo | None
         if deadline is None:
             info = _signal.sigwaitinfo(WAITED)  # no timeout: no wake-up while nothing happens
         else:
@@ -48,8 +49,9 @@ def supervise(main_pid: int, stop: StopSequence, log: Log) -> int | None:
             continue
         else:
             if log.enabled("debug"):
-                log.debug(f"received {signal_name(info.si_signo)} from pid {info.si_pid}")
-            stop.on_signal(info.si_signo, now)
+                log.debug(f"received {signal_name(info.si_signo)} from pid {info.si_pid}",
+                          signal=signal_name(info.si_signo), sender_pid=info.si_pid)
+            stop.on_signal(info.si_signo, now, info.si_pid)
 
 
 def reap(main_pid: int, log: Log) -> tuple[int | None, bool]:

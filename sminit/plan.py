@@ -1,4 +1,4 @@
-"""What to run and how: mode, command, grace and max runtime, from the Config and /opt/ml."""
+"""What to run and how: mode, command, grace, max runtime and its warning, from the Config and /opt/ml."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import os
 
 from sminit.config import Config, UsageError
 from sminit.log import Log
-from sminit.sagemaker import config_path, max_runtime_seconds, read_json
 
 GRACE_DEFAULTS = {"train": 110.0, "serve": 25.0, "none": 10.0}
 ROLES = ("train", "serve")
@@ -16,24 +15,16 @@ class Plan:
     """The resolved plan; `problem` (exit code, message) is set when the command cannot run."""
 
     def __init__(self, mode: str, command: list[str], grace: float, max_runtime: float | None,
-                 max_runtime_source: str | None, problem: tuple[int, str] | None) -> None:
+                 max_runtime_source: str | None, warn_before: float | None, problem: tuple[int, str] | None,
+                 warnings: list[str]) -> None:
         self.mode = mode
         self.command = command
         self.grace = grace
         self.max_runtime = max_runtime  # None: no limit
         self.max_runtime_source = max_runtime_source
+        self.warn_before = warn_before  # None: no warning will be sent
         self.problem = problem
-
-
-def find_executable(name: str, environ: dict[str, str]) -> str | None:
-    """Where execvp would find name: the path itself if it has a slash, else a PATH entry."""
-    if "/" in name:
-        return name if os.path.exists(name) else None
-    for folder in environ.get("PATH", os.defpath).split(os.pathsep):
-        candidate = os.path.join(folder or ".", name)
-        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
-            return candidate
-    return None
+        self.warnings = warnings  # runs, but probably not what the user meant (--check lists them)
 
 
 def _role_command(role: str, environ: dict[str, str]) -> tuple[list[str], tuple[int, str] | None]:
@@ -48,10 +39,27 @@ def _role_command(role: str, environ: dict[str, str]) -> tuple[list[str], tuple[
         except ValueError as exc:
             raise UsageError(f"invalid value for {variable}: {value[:80]!r} ({exc})") from None
         return words, None
-    if find_executable(role, environ):
-        return [role], None
+    from sminit.executable import locate
+
+    if locate(role, environ.get("PATH")):
+        return [role], None  # exec will say what is wrong with it, if anything
     return [role], (127, f"command not found: {variable} is not set and there is no executable "
                          f"'{role}' on PATH")
+
+
+def _warning_time(warn_before: float | None, max_runtime: float | None, source: str | None,
+                  warnings: list[str]) -> float | None:
+    """The warn-before that will be used: none at all when the warning would fall at or before the
+    start, where it would reach the job before its handler exists (SPEC section 1)."""
+    if not warn_before or not max_runtime:
+        return None
+    if warn_before >= max_runtime:
+        where = "" if source == "option" else f" (from {source})"
+        warnings.append(f"warn-before of {warn_before:g} s is not shorter than the max runtime of "
+                        f"{max_runtime:g} s{where}: no warning will be sent, as it would signal the job "
+                        "at its start")
+        return None
+    return warn_before
 
 
 def resolve(config: Config, environ: dict[str, str], log: Log) -> Plan:
@@ -67,7 +75,8 @@ def resolve(config: Config, environ: dict[str, str], log: Log) -> Plan:
     if mode == "auto":
         if role:
             mode = role
-        elif "TRAINING_JOB_NAME" in environ or os.path.exists(config_path(config.ml_root, "resourceconfig.json")):
+        elif "TRAINING_JOB_NAME" in environ or os.path.exists(
+                os.path.join(config.ml_root, "input", "config", "resourceconfig.json")):
             mode = "train"
         else:
             mode = "none"
@@ -75,9 +84,14 @@ def resolve(config: Config, environ: dict[str, str], log: Log) -> Plan:
     max_runtime = config.max_runtime
     source: str | None = "option"
     if max_runtime is None and mode == "train":
+        # Only train mode reads /opt/ml, so only it imports the readers.
+        from sminit.sagemaker import config_path, max_runtime_seconds, read_json
+
         path = config_path(config.ml_root, "trainingjobconfig.json")
         max_runtime = max_runtime_seconds(read_json(path, log), path, log)
         source = path
     if not max_runtime:
         max_runtime, source = None, None
-    return Plan(mode, command, grace, max_runtime, source, problem)
+    warnings: list[str] = []
+    warn_before = _warning_time(config.warn_before, max_runtime, source, warnings)
+    return Plan(mode, command, grace, max_runtime, source, warn_before, problem, warnings)

@@ -66,20 +66,30 @@ def max_runtime_seconds(job_config: object, path: str, log: Log) -> float | None
     value = condition.get("MaxRuntimeInSeconds") if isinstance(condition, dict) else None
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 10**9:
+    seconds = sound_runtime(value)
+    if seconds is None:
         log.warning(f"{path}: StoppingCondition.MaxRuntimeInSeconds is {value!r}, ignored")
+    return seconds
+
+
+def sound_runtime(value: object) -> float | None:
+    """MaxRuntimeInSeconds as seconds, if it is a positive number below 10^9 (not a bool)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 10**9:
         return None
     return float(value)
 
 
-def write_failure(ml_root: str, reason: str, log: Log) -> bool:
+def write_failure(ml_root: str, reason: str, log: Log, started_at: float) -> bool:
     """Write <ml-root>/output/failure unless anything is already there: the first writer wins.
 
     O_EXCL refuses any existing entry, a symlink (even dangling) included, so nothing the
-    job wrote is overwritten, appended to or written through. Only where output/ exists.
+    job wrote is overwritten, appended to or written through. Only where output/ exists;
+    started_at (wall clock) tells a file the job wrote from one an earlier run left.
     """
     output = os.path.join(ml_root, "output")
     if not os.path.isdir(output):
+        log.info(f"no failure file: {output} does not exist (SageMaker creates it; "
+                 "a hand-made tree may lack it)")
         return False
     path = os.path.join(output, "failure")
     # Cut at 1024 bytes without splitting a UTF-8 character: FailureReason keeps the head.
@@ -88,7 +98,7 @@ def write_failure(ml_root: str, reason: str, log: Log) -> bool:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
     except OSError as exc:
         if exc.errno == errno.EEXIST:
-            log.info(f"{path} already exists: left as the job wrote it")
+            log.info(f"{path} already exists: {_who_wrote(path, started_at)}; not overwritten")
         else:
             log.warning(f"cannot write {path}: {exc.strerror}")
         return False
@@ -99,3 +109,63 @@ def write_failure(ml_root: str, reason: str, log: Log) -> bool:
     finally:
         os.close(fd)
     return True
+
+
+def _who_wrote(path: str, started_at: float) -> str:
+    try:
+        modified = os.lstat(path).st_mtime
+    except OSError:
+        return "left as it is"
+    if modified >= started_at - 0.05:  # file times come from a coarse clock, a tick behind
+        return "the job wrote it"
+    import time
+
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(modified))
+    return f"left by an earlier run (last written {stamp}; remove it before reusing the tree)"
+
+
+# For each file, the keys that sminit or the training toolkit reads, and what each must be.
+_SHAPES = {
+    "resourceconfig.json": {
+        "current_host": "a string", "hosts": "a list of strings", "current_instance_type": "a string",
+        "current_group_name": "a string", "network_interface_name": "a string", "instance_groups": "a list",
+    },
+    "checkpointconfig.json": {"LocalPath": "a string"},
+}
+
+
+def _is(value: object, expected: str) -> bool:
+    if expected == "a string":
+        return isinstance(value, str)
+    if expected == "a list of strings":
+        return isinstance(value, list) and all(isinstance(item, str) for item in value)
+    return isinstance(value, list)
+
+
+def shape_problems(name: str, value: dict) -> list[str]:
+    """What in a config file's JSON object has the wrong shape (each one a --check warning)."""
+    found = []
+
+    def wrong(key: str, item: object, expected: str) -> None:
+        shown = repr(item) if len(repr(item)) <= 60 else repr(item)[:57] + "..."
+        found.append(f"{name}: {key} is {shown}, expected {expected}")
+
+    for key, expected in _SHAPES.get(name, {}).items():
+        if key in value and not _is(value[key], expected):
+            wrong(key, value[key], expected)
+    if name == "hyperparameters.json":
+        for key, item in value.items():
+            if not isinstance(item, str):
+                wrong(repr(key), item, "a string (SageMaker passes every hyperparameter as one)")
+    elif name == "inputdataconfig.json":
+        for key, item in value.items():
+            if not isinstance(item, dict):
+                wrong(repr(key), item, "an object (the channel's settings)")
+    elif name == "trainingjobconfig.json":
+        condition = value.get("StoppingCondition")
+        runtime = condition.get("MaxRuntimeInSeconds") if isinstance(condition, dict) else None
+        if condition is not None and not isinstance(condition, dict):
+            wrong("StoppingCondition", condition, "an object")
+        elif runtime is not None and sound_runtime(runtime) is None:
+            wrong("StoppingCondition.MaxRuntimeInSeconds", runtime, "seconds, a positive number")
+    return found

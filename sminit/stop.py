@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import _signal
 
-from sminit.log import Log
+from sminit.log import Log, plural
 from sminit.proctree import descendants, signal_process
 from sminit.signals import STOP_SIGNALS, signal_name
 
@@ -34,6 +34,8 @@ class StopSequence:
         self.stopping = False  # a stop signal came, or the max runtime passed
         self.timed_out = False  # the max runtime passed and started the stop
         self.killing = False  # the final SIGKILL has gone out
+        self.sent_sigkill = False  # sminit itself sent SIGKILL to the main child's group or to it
+        self.stopped_by: str | None = None  # the stop signal's name, or "max_runtime"
         self.gave_up = False
         self.events: list[str] = []  # what sminit did, for the exit line and the failure file
         self.max_runtime = max_runtime
@@ -48,10 +50,13 @@ class StopSequence:
 
     # -- signals -------------------------------------------------------------------------
 
-    def on_signal(self, signo: int, now: float) -> None:
+    def on_signal(self, signo: int, now: float, sender: int = 0) -> None:
         if signo in STOP_SIGNALS and not self.stopping:
-            self.events.append(f"stopped on {signal_name(signo)}")
-            self.log.info(f"received {signal_name(signo)}: stopping, SIGKILL in {self.grace:g} s")
+            name = signal_name(signo)
+            self.events.append(f"stopped on {name}")
+            self.stopped_by = name
+            self.log.info(f"received {name} from pid {sender}: stopping, SIGKILL in {self.grace:g} s",
+                          signal=name, sender_pid=sender, grace=self.grace)
             self.begin_stop(signo, now)
         else:
             self.forward(signo, "info" if signo in STOP_SIGNALS else "debug")
@@ -73,13 +78,15 @@ class StopSequence:
                 self.log.emit(level, f"no child to forward {signal_name(signo)} to")
                 return
             sent = _kill(self.main_pid, target)
-            where = f"child {self.main_pid}"
+            where = "child"
         else:
             sent = self.signal_group(target)
-            where = f"group {self.main_pid}"
+            where = "group"
+        self.sent_sigkill = self.sent_sigkill or (sent and target == _signal.SIGKILL)
         if sent and self.log.enabled(level):
             shown = signal_name(target) + ("" if target == signo else f" (for {signal_name(signo)})")
-            self.log.emit(level, f"forwarded {shown} to {where}")
+            self.log.emit(level, f"forwarded {shown} to {where} {self.main_pid}", signal=signal_name(target),
+                          received=signal_name(signo), target=where, pid=self.main_pid)
 
     # -- children ------------------------------------------------------------------------
 
@@ -95,11 +102,14 @@ class StopSequence:
             had_it = None if self.single_child else self.main_pid
             count = self.signal_leftovers(_signal.SIGTERM, skip_group=had_it)
             if count:
-                self.log.info(f"main child exited during the stop: SIGTERM to {count} other processes", left=count)
+                others = plural(count, "other process")
+                self.log.info(f"main child exited during the stop: SIGTERM to {others}",
+                              left=count, signal="SIGTERM", signalled=count)
         else:
             count = self.signal_leftovers(_signal.SIGTERM, skip_group=None)
-            self.log.info(f"main child exited, leaving {count} processes: SIGTERM, SIGKILL in "
-                          f"{self.cleanup_grace:g} s", left=count)
+            self.log.info(f"main child exited, leaving {plural(count, 'process')}: SIGTERM, SIGKILL in "
+                          f"{self.cleanup_grace:g} s", left=count, signal="SIGTERM", signalled=count,
+                          grace=self.cleanup_grace)
             self.arm_kill(now + self.cleanup_grace)
 
     def after_reap(self) -> None:
@@ -129,16 +139,20 @@ class StopSequence:
                 count += signal_process(proc, signo)
         return count
 
-    def kill_everything(self) -> None:
+    def kill_everything(self) -> int:
+        """SIGKILL to every process left; returns how many there were."""
+        self.sent_sigkill = self.sent_sigkill or self.main_alive
         if self.pid1:
             # As PID 1 this reaches every process in the namespace, whatever its group or
-            # session, including any forked while we were deciding.
+            # session, including any forked while we were deciding. Counted afterwards.
             _kill(-1, _signal.SIGKILL)
-            return
+            return len(descendants())
         if self.main_alive:
             _kill(-self.main_pid, _signal.SIGKILL)  # at once, before the walk, for the whole group
-        for proc in descendants():  # one /proc walk: the group's members and everyone else
+        left = descendants()  # one /proc walk: the group's members and everyone else
+        for proc in left:
             signal_process(proc, _signal.SIGKILL)
+        return len(left)
 
     # -- deadlines -----------------------------------------------------------------------
 
@@ -150,20 +164,26 @@ class StopSequence:
         if self.warn_at is not None and now >= self.warn_at:
             self.warn_at = None
             remaining = (self.runtime_at or now) - now
-            self.log.info(f"max runtime ends in {remaining:.1f} s: warning with {signal_name(self.warn_signal)}")
+            name = signal_name(self.warn_signal)
+            self.log.info(f"max runtime ends in {remaining:.1f} s: warning with {name}",
+                          signal=name, remaining=round(remaining, 3))
             self.forward(self.warn_signal, "info")
         if self.runtime_at is not None and now >= self.runtime_at:
             self.events.append(f"max runtime of {self.max_runtime:g} s passed")
-            self.log.info(f"{self.events[-1]}: stopping as on SIGTERM")
+            self.log.info(f"{self.events[-1]}: stopping as on SIGTERM, SIGKILL in {self.grace:g} s",
+                          max_runtime=self.max_runtime, grace=self.grace)
             self.timed_out = True
+            self.stopped_by = "max_runtime"
             self.begin_stop(_signal.SIGTERM, now)
         if self.kill_at is not None and now >= self.kill_at:
             self.kill_at = None
             self.events.append("grace expired" if self.stopping else "cleanup grace expired")
-            self.log.info(f"{self.events[-1]}: SIGKILL to every process left")
             self.killing = True
             self.give_up_at = now + KILL_WAIT
-            self.kill_everything()
+            count = self.kill_everything()
+            self.log.info(f"{self.events[-1]}: SIGKILL to every process left ({plural(count, 'process')})",
+                          signal="SIGKILL", signalled=count,
+                          grace=self.grace if self.stopping else self.cleanup_grace)
         if self.give_up_at is not None and now >= self.give_up_at:
             self.give_up_at = None
             self.gave_up = True

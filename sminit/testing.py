@@ -1,5 +1,6 @@
-"""A kit for testing a training job's shutdown: /opt/ml trees and a runner that stops the job
-the way SageMaker does. Used by the pytest plugin (`sminit.pytest_plugin`) and usable alone."""
+"""A kit for testing a training job's shutdown: /opt/ml trees, and a runner that stops the job
+the way SageMaker does and reports what SageMaker would show. Used by the pytest plugin
+(`sminit.pytest_plugin`) and usable alone. Processes are inspected with psutil."""
 
 from __future__ import annotations
 
@@ -15,12 +16,42 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
-from sminit.proctree import descendants
+import psutil
+
 from sminit.signals import parse_signal
 
 SAGEMAKER_STOP_GRACE = 120.0  # StopTrainingJob: SIGTERM, then SIGKILL 120 s later
+FAILURE_REASON_BYTES = 1024  # FailureReason is the failure file's head
+# Hyperparameters the training toolkit keeps for itself (its params.SAGEMAKER_HYPERPARAMETERS):
+# they, and every other sagemaker_* one, are framework parameters, not the script's.
+TOOLKIT_HYPERPARAMETERS = (
+    "sagemaker_program", "sagemaker_submit_directory", "sagemaker_enable_cloudwatch_metrics",
+    "sagemaker_region", "sagemaker_container_log_level", "sagemaker_job_name", "default_user_module_name",
+    "_tuning_objective_metric", "sagemaker_s3_output",
+)
+
+
+def _toolkit_value(value: object) -> str:
+    """How the training toolkit writes a value into an SM_* variable: strings as they are, None as
+    nothing, anything else as compact, sorted JSON."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def _user_args(hyperparameters: Mapping[str, object]) -> list[str]:
+    """SM_USER_ARGS: the toolkit's --name value pairs, sorted by name (-n for a one-letter name)."""
+    args = []
+    for name in sorted(hyperparameters):
+        value = hyperparameters[name]
+        args.append(f"--{name}" if len(name) > 1 else f"-{name}")
+        args.append(",".join(f"{k}={v}" for k, v in sorted(value.items())) if isinstance(value, dict)
+                    else "" if value is None else str(value))
+    return args
 
 
 class MlTree:
@@ -30,9 +61,10 @@ class MlTree:
         self, root: str | os.PathLike, *, instance_type: str = "ml.m5.xlarge", host_count: int = 1,
         hyperparameters: Mapping[str, object] | None = None,
         channels: Mapping[str, Mapping[str, str | bytes]] | None = None, max_runtime: int | None = None,
-        checkpoints: bool = True, job_name: str = "sminit-local-job",
+        checkpoints: bool = True, job_name: str = "sminit-local-job", seen_as: str | None = None,
     ) -> None:
         self.root = Path(root)
+        self.seen_as = seen_as  # where the job sees the tree, if not at root: a container's /opt/ml
         self.job_name = job_name
         self.instance_type = instance_type
         self.hosts = [f"algo-{i + 1}" for i in range(host_count)]
@@ -40,6 +72,8 @@ class MlTree:
         self.channels = {name: dict(files) for name, files in (channels or {"train": {}}).items()}
         self.max_runtime = max_runtime
         self.checkpoints_enabled = checkpoints
+        self.restarts = 0  # how many managed-spot restarts led to this tree (resume())
+        self._first_root = self.root
         self._write()
 
     config = property(lambda self: self.root / "input" / "config")
@@ -51,21 +85,25 @@ class MlTree:
     def channel(self, name: str) -> Path:
         return self.root / "input" / "data" / name
 
+    def _resource_config(self) -> dict[str, object]:
+        group = {"instance_group_name": "homogeneousCluster", "instance_type": self.instance_type,
+                 "hosts": list(reversed(self.hosts))}  # SageMaker does not sort this list
+        return {"current_host": self.hosts[0], "current_instance_type": self.instance_type,
+                "current_group_name": "homogeneousCluster", "hosts": self.hosts, "instance_groups": [group],
+                "network_interface_name": "eth0"}
+
+    def _input_data_config(self) -> dict[str, object]:
+        return {name: {"TrainingInputMode": "File", "S3DistributionType": "FullyReplicated",
+                       "RecordWrapperType": "None"} for name in self.channels}
+
     def _write(self) -> None:
         for folder in (self.config, self.model, self.output / "data", self.checkpoints):
             folder.mkdir(parents=True, exist_ok=True)
-        group = {"instance_group_name": "homogeneousCluster", "instance_type": self.instance_type,
-                 "hosts": list(reversed(self.hosts))}  # SageMaker does not sort this list
         files: dict[str, object] = {
-            "resourceconfig.json": {
-                "current_host": self.hosts[0], "current_instance_type": self.instance_type,
-                "current_group_name": "homogeneousCluster", "hosts": self.hosts, "instance_groups": [group],
-                "network_interface_name": "eth0",
-            },
+            "resourceconfig.json": self._resource_config(),
             # The Python SDK JSON-encodes every value: "3" arrives as "\"3\"".
             "hyperparameters.json": {key: json.dumps(value) for key, value in self.hyperparameters.items()},
-            "inputdataconfig.json": {name: {"TrainingInputMode": "File", "S3DistributionType": "FullyReplicated",
-                                            "RecordWrapperType": "None"} for name in self.channels},
+            "inputdataconfig.json": self._input_data_config(),
             "trainingjobconfig.json": {
                 "TrainingJobName": self.job_name,
                 "TrainingJobArn": f"arn:aws:sagemaker:us-east-1:000000000000:training-job/{self.job_name}",
@@ -75,7 +113,8 @@ class MlTree:
             },
         }
         if self.checkpoints_enabled:
-            files["checkpointconfig.json"] = {"LocalPath": str(self.checkpoints)}
+            seen = Path(self.seen_as) if self.seen_as else self.root
+            files["checkpointconfig.json"] = {"LocalPath": str(seen / "checkpoints")}
         for name, value in files.items():
             (self.config / name).write_text(json.dumps(value))
         for name, channel_files in self.channels.items():
@@ -89,25 +128,92 @@ class MlTree:
                 else:
                     path.write_text(content)
 
+    def resume(self) -> MlTree:
+        """The tree of the same job restarted after a managed-spot interruption: a new folder beside
+        this one, the same settings, hyperparameters and channels, checkpoints/ restored from this
+        tree (as SageMaker restores them from S3), model/ and output/ empty."""
+        first = self._first_root
+        restarted = MlTree(
+            first.with_name(f"{first.name}-restart-{self.restarts + 1}"), instance_type=self.instance_type,
+            host_count=len(self.hosts), hyperparameters=self.hyperparameters, channels=self.channels,
+            max_runtime=self.max_runtime, checkpoints=self.checkpoints_enabled, job_name=self.job_name,
+            seen_as=self.seen_as,
+        )
+        restarted.restarts, restarted._first_root = self.restarts + 1, first
+        if self.checkpoints.is_dir():
+            shutil.copytree(self.checkpoints, restarted.checkpoints, dirs_exist_ok=True)
+        return restarted
+
     def environment(self) -> dict[str, str]:
-        """The variables a job sees: SageMaker's at PID 1, and the training toolkit's SM_* ones."""
-        variables = {
-            "TRAINING_JOB_NAME": self.job_name, "SMINIT_ML_ROOT": str(self.root),
-            "SM_MODEL_DIR": str(self.model), "SM_OUTPUT_DIR": str(self.output),
-            "SM_OUTPUT_DATA_DIR": str(self.output / "data"), "SM_INPUT_DIR": str(self.root / "input"),
-            "SM_INPUT_CONFIG_DIR": str(self.config), "SM_HPS": json.dumps(self.hyperparameters),
-            "SM_CURRENT_HOST": self.hosts[0], "SM_HOSTS": json.dumps(self.hosts),
-            "SM_CHANNELS": json.dumps(sorted(self.channels)),
+        """The variables a job sees: SageMaker's at PID 1 (TRAINING_JOB_NAME), sminit's ml-root, and
+        every one the training toolkit sets for the script it runs (SM_*, SM_HP_<NAME>, ...).
+        SM_NUM_GPUS counts the NVIDIA devices in /dev, SM_NUM_CPUS the CPUs this process may use.
+        Paths are where the job sees the tree (`seen_as`, if set)."""
+        base = Path(self.seen_as) if self.seen_as else self.root
+        hyperparameters = dict(self.hyperparameters)  # the toolkit JSON-decodes what the SDK encoded
+        framework = {key: value for key, value in hyperparameters.items()
+                     if key in TOOLKIT_HYPERPARAMETERS or key.startswith("sagemaker_")}
+        user = {key: value for key, value in hyperparameters.items() if key not in framework}
+        program = framework.get("sagemaker_program")
+        channels = {name: str(base / "input" / "data" / name) for name in self.channels}
+        resource_config = self._resource_config()
+        group_hosts = list(reversed(self.hosts))
+        groups = {"homogeneousCluster": {"instance_group_name": "homogeneousCluster",
+                                         "instance_type": self.instance_type, "hosts": group_hosts}}
+        module_name = str(program)[:-3] if str(program).endswith(".py") else str(program)
+        # The toolkit's Environment, as SM_TRAINING_ENV holds it (one key per property).
+        settings: dict[str, object] = {
+            "additional_framework_parameters": framework, "channel_input_dirs": channels,
+            "current_host": self.hosts[0], "current_instance_group": "homogeneousCluster",
+            "current_instance_group_hosts": group_hosts, "current_instance_type": self.instance_type,
+            "distribution_hosts": [], "distribution_instance_groups": [], "framework_module": None,
+            "hosts": self.hosts, "hyperparameters": user,
+            "input_config_dir": str(base / "input" / "config"),
+            "input_data_config": self._input_data_config(), "input_dir": str(base / "input"),
+            "instance_groups": list(groups), "instance_groups_dict": groups, "is_hetero": False,
+            "is_master": True, "is_modelparallel_enabled": None, "is_smddpmprun_installed": False,
+            "is_smddprun_installed": False, "job_name": self.job_name, "log_level": 20,
+            "master_hostname": self.hosts[0], "model_dir": str(base / "model"),
+            "module_dir": str(framework.get("sagemaker_submit_directory", base / "code")),
+            "module_name": module_name, "network_interface_name": "eth0",
+            "num_cpus": len(os.sched_getaffinity(0)),
+            "num_gpus": sum(1 for dev in os.listdir("/dev") if dev[:6] == "nvidia" and dev[6:].isdigit()),
+            "num_neurons": 0, "output_data_dir": str(base / "output" / "data"),
+            "output_dir": str(base / "output"),
+            "output_intermediate_dir": str(base / "output" / "intermediate"),
+            "resource_config": resource_config,
+            "topology": [], "user_entry_point": program,
         }
-        variables.update({f"SM_CHANNEL_{name.upper()}": str(self.channel(name)) for name in self.channels})
-        return variables
+        # What the toolkit's Environment.to_env_vars() turns into SM_<KEY> variables.
+        exported = ("hosts", "network_interface_name", "user_entry_point", "resource_config",
+                    "input_data_config", "output_data_dir", "current_host", "current_instance_type",
+                    "current_instance_group", "current_instance_group_hosts", "instance_groups",
+                    "instance_groups_dict", "distribution_instance_groups", "is_hetero", "module_name",
+                    "log_level", "framework_module", "input_dir", "input_config_dir", "output_dir",
+                    "num_cpus", "num_gpus", "num_neurons", "model_dir", "module_dir",
+                    "output_intermediate_dir")
+        variables = {key: settings[key] for key in exported}
+        variables.update(hps=user, framework_params=framework, channels=sorted(channels),
+                         training_env=settings, user_args=_user_args(user))
+        variables.update({f"channel_{name}": path for name, path in channels.items()})
+        variables.update({f"hp_{name}": value for name, value in user.items()})
+        environment = {f"SM_{key.upper()}": _toolkit_value(value) for key, value in variables.items()}
+        environment.update({
+            "TRAINING_JOB_NAME": self.job_name, "SMINIT_ML_ROOT": str(base),
+            "CURRENT_HOST": self.hosts[0],
+            "SAGEMAKER_JOB_NAME": _toolkit_value(framework.get("sagemaker_job_name", "")),
+            "SAGEMAKER_REGION": _toolkit_value(framework.get("sagemaker_region", "us-east-1")),
+        })
+        return environment
 
     def files(self) -> dict[str, list[str]]:
         """Files under model/, checkpoints/ and output/, relative to each."""
+        folders = {"model": self.model, "checkpoints": self.checkpoints, "output": self.output}
         return {name: sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
-                for name, folder in (("model", self.model), ("checkpoints", self.checkpoints), ("output", self.output))}
+                for name, folder in folders.items()}
 
     def failure(self) -> str | None:
+        """output/failure as text, or None if there is none."""
         try:
             return self.failure_path.read_text(errors="replace")
         except OSError:
@@ -116,23 +222,33 @@ class MlTree:
 
 @dataclass
 class JobResult:
-    """How a job ended, as SageMaker would see it, and what it left."""
+    """How a job ended, as SageMaker would show it, and what it left."""
 
-    exit_status: int  # sminit's: what SageMaker sees (0 Completed, anything else Failed)
-    failure: str | None  # output/failure, whose first 1024 bytes become FailureReason
+    sagemaker_status: str  # TrainingJobStatus: Completed, Failed or Stopped
+    secondary_status: str  # SecondaryStatus: Completed, Failed, Stopped or MaxRuntimeExceeded
+    exit_status: int  # sminit's: what SageMaker sees (0 Completed, anything else Failed, unless stopped)
+    failure_reason: str | None  # FailureReason: the failure file's first 1024 bytes, for a Failed job
+    failure: str | None  # output/failure as written
     files: dict[str, list[str]]  # files under model/, checkpoints/, output/
     duration: float  # seconds from start to exit
     signals: list[tuple[float, str]]  # (seconds since start, signal) as sminit forwarded them to the job
     leftovers: list[str]  # sminit's lines about processes the job left when its main process exited
     still_running: list[str]  # processes of the job alive after sminit exited (killed now): must be none
     killed_by_platform: bool  # stop() had to send SIGKILL after the platform's grace
+    exit_line: str  # sminit's last line: how the job ended, in words (OOM kill, crash, ...)
     output: str  # the job's stdout
     log: list[dict] = field(repr=False)  # sminit's JSON log records
     stderr: str = field(repr=False)  # the job's stderr
 
-    @property
-    def sagemaker_status(self) -> str:
-        return "Completed" if self.exit_status == 0 else "Failed"
+
+def status_as_sagemaker_shows(exit_status: int, stopped: bool, stopped_by: str | None) -> tuple[str, str]:
+    """(TrainingJobStatus, SecondaryStatus): a stopped job is Stopped whatever its exit status;
+    stopped by the max runtime, its secondary status is MaxRuntimeExceeded."""
+    if stopped_by == "max_runtime":
+        return "Stopped", "MaxRuntimeExceeded"
+    if stopped:
+        return "Stopped", "Stopped"
+    return ("Completed", "Completed") if exit_status == 0 else ("Failed", "Failed")
 
 
 _NAMESPACE_PREFIX: list[str] | None = None
@@ -145,7 +261,8 @@ def pid_namespace_prefix() -> list[str] | None:
         _NAMESPACE_PREFIX = []
         if shutil.which("unshare"):
             plain = ["unshare", "--pid", "--fork", "--mount-proc"]
-            for prefix in ([plain] if os.geteuid() == 0 else []) + [["unshare", "--user", "--map-root-user", *plain[1:]]]:
+            rootless = ["unshare", "--user", "--map-root-user", *plain[1:]]
+            for prefix in ([plain] if os.geteuid() == 0 else []) + [rootless]:
                 try:
                     if subprocess.run([*prefix, "true"], capture_output=True, timeout=10).returncode == 0:
                         _NAMESPACE_PREFIX = prefix
@@ -168,7 +285,7 @@ class Job:
         self.marker = f"sminit-testing-{uuid.uuid4().hex}"
         prefix = pid_namespace_prefix() if pid_namespace in (None, True) else None
         if pid_namespace and prefix is None:
-            raise RuntimeError("no PID namespace on this machine (needs root or unprivileged user namespaces)")
+            raise RuntimeError("no PID namespace on this machine (needs root or user namespaces)")
         self.mode = "pid1" if prefix else "subreaper"
         options = ["--log-format", "json", "-v", "--require-gpus", require_gpus, *sminit_args]
         if grace is not None:
@@ -178,14 +295,16 @@ class Job:
         self._started_wall = time.time()
         self._started = time.monotonic()
         self._proc = subprocess.Popen(
-            [*(prefix or []), sys.executable, "-m", "sminit", *options, "--", *command], stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=self._stderr, env=variables, cwd=cwd, start_new_session=True,
+            [*(prefix or []), sys.executable, "-m", "sminit", *options, "--", *command],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self._stderr, env=variables, cwd=cwd,
+            start_new_session=True,
         )
         assert self._proc.stdout is not None
         self._stdout = self._proc.stdout
         self._output = b""
         self._sminit_pid: int | None = None
         self._killed_by_platform = False
+        self._stopped = False
         self.result: JobResult | None = None
 
     @property
@@ -210,6 +329,7 @@ class Job:
         os.kill(self.pid, parse_signal(signo) if isinstance(signo, str) else signo)
 
     def running(self) -> bool:
+        """Whether sminit (and so the job) is still running."""
         return self._proc.poll() is None
 
     def _read_output(self, timeout: float) -> bool:
@@ -226,7 +346,8 @@ class Job:
         while text.encode() not in self._output:
             if not self._read_output(deadline - time.monotonic()) and (
                     time.monotonic() >= deadline or not self.running()):
-                raise TimeoutError(f"{text!r} not in the job's output within {timeout} s: {self._output[-2000:]!r}")
+                raise TimeoutError(f"{text!r} not in the job's output within {timeout} s: "
+                                   f"{self._output[-2000:]!r}")
 
     def wait_for_file(self, path: str | os.PathLike, timeout: float = 60) -> Path:
         """Wait until path exists (a checkpoint, say); TimeoutError otherwise."""
@@ -239,10 +360,12 @@ class Job:
         return target
 
     def stop(self, platform_grace: float = SAGEMAKER_STOP_GRACE) -> JobResult:
-        """Do what StopTrainingJob does: SIGTERM, then SIGKILL if the job is still there after
-        platform_grace seconds (120 for training). sminit's own, shorter grace acts first."""
+        """Do what StopTrainingJob (or a spot interruption) does: SIGTERM, then SIGKILL if the job is
+        still there after platform_grace seconds (120 for training). sminit's own, shorter grace
+        acts first. The job then shows as Stopped, whatever its exit status."""
         if self.running():
             self.signal(signal.SIGTERM)
+            self._stopped = True
         return self.wait(platform_grace, kill_after=True)
 
     def wait(self, timeout: float = 600, kill_after: bool = False) -> JobResult:
@@ -280,10 +403,10 @@ class Job:
         code = self._proc.wait()
         duration = time.monotonic() - self._started
         still_running = _processes_with(self.marker)
-        for pid, _ in still_running:
+        for proc in still_running:
             try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
+                proc.kill()
+            except psutil.Error:
                 pass
         self._stderr.seek(0)
         stderr = self._stderr.read().decode(errors="replace")
@@ -304,11 +427,21 @@ class Job:
                 signals.append((round(_seconds(record["ts"]) - self._started_wall, 3), msg.split()[1]))
             if msg.startswith("main child exited") and record.get("left", 1):
                 leftovers.append(msg)
+        exit_record: dict = next((r for r in reversed(log) if r["msg"].startswith("exiting with")), {})
+        exit_status = code if code >= 0 else 128 - code
+        stopped_by = exit_record.get("stopped_by")
+        status, secondary = status_as_sagemaker_shows(exit_status, self._stopped, stopped_by)
+        failure = self.tree.failure()
+        reason = None
+        if status == "Failed" and failure is not None:
+            reason = failure.encode()[:FAILURE_REASON_BYTES].decode(errors="ignore")
         self.result = JobResult(
-            exit_status=code if code >= 0 else 128 - code, failure=self.tree.failure(), files=self.tree.files(),
-            duration=duration, signals=signals, leftovers=leftovers,
-            still_running=[f"{pid} {cmd}" for pid, cmd in still_running], killed_by_platform=self._killed_by_platform,
-            output=self._output.decode(errors="replace"), log=log, stderr="\n".join(other),
+            sagemaker_status=status, secondary_status=secondary, exit_status=exit_status,
+            failure_reason=reason, failure=failure, files=self.tree.files(), duration=duration,
+            signals=signals, leftovers=leftovers,
+            still_running=[_describe(p) for p in still_running], killed_by_platform=self._killed_by_platform,
+            exit_line=exit_record.get("msg", ""), output=self._output.decode(errors="replace"), log=log,
+            stderr="\n".join(other),
         )
         return self.result
 
@@ -331,46 +464,50 @@ def _seconds(stamp: str) -> float:
 
 
 def children(pid: int) -> list[int]:
-    """pid's children, from /proc (empty if it is gone)."""
+    """pid's children (empty if it is gone)."""
     try:
-        with open(f"/proc/{pid}/task/{pid}/children") as handle:
-            return [int(child) for child in handle.read().split()]
-    except OSError:
+        return [child.pid for child in psutil.Process(pid).children()]
+    except psutil.Error:
         return []
 
 
 def descendant_pids(pid: int) -> list[int]:
-    return [proc.pid for proc in descendants(pid)]
+    """Every process below pid, orphans reparented to it included."""
+    try:
+        return [proc.pid for proc in psutil.Process(pid).children(recursive=True)]
+    except psutil.Error:
+        return []
 
 
 def zombie_children(pid: int) -> int:
     """How many of pid's children are zombies (exited, not yet reaped)."""
     count = 0
-    for child in children(pid):
+    try:
+        kids = psutil.Process(pid).children()
+    except psutil.Error:
+        return 0
+    for child in kids:
         try:
-            with open(f"/proc/{child}/stat", "rb") as handle:
-                count += handle.read().rsplit(b")", 1)[1].split()[0] == b"Z"
-        except OSError:
+            count += child.status() == psutil.STATUS_ZOMBIE
+        except psutil.Error:
             pass
     return count
 
 
-def _processes_with(marker: str) -> list[tuple[int, str]]:
+def _processes_with(marker: str) -> list[psutil.Process]:
     """Live processes whose environment carries this run's marker: anything the job left running."""
-    needle = f"SMINIT_TESTING_RUN={marker}".encode()
     found = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
+    for proc in psutil.process_iter():
         try:
-            with open(f"/proc/{name}/environ", "rb") as handle:
-                if needle not in handle.read().split(b"\0"):
-                    continue
-            with open(f"/proc/{name}/stat", "rb") as handle:
-                if handle.read().rsplit(b")", 1)[1].split()[0] == b"Z":
-                    continue
-            with open(f"/proc/{name}/cmdline", "rb") as handle:
-                found.append((int(name), handle.read().replace(b"\0", b" ").decode(errors="replace").strip()))
-        except OSError:
+            if proc.environ().get("SMINIT_TESTING_RUN") == marker and proc.status() != psutil.STATUS_ZOMBIE:
+                found.append(proc)
+        except psutil.Error:
             continue
     return found
+
+
+def _describe(proc: psutil.Process) -> str:
+    try:
+        return f"{proc.pid} {' '.join(proc.cmdline())}"
+    except psutil.Error:
+        return str(proc.pid)

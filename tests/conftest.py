@@ -147,7 +147,8 @@ class Sminit:
         while True:
             line = self.read_line(max(0.0, deadline - time.monotonic()))
             if line is None:
-                raise AssertionError(f"no line with {fragment!r}; saw {self.lines[-10:]}; stderr: {self.stderr()}")
+                raise AssertionError(f"no line with {fragment!r}; saw {self.lines[-10:]}; "
+                                     f"stderr: {self.stderr()}")
             if fragment in line:
                 return line
 
@@ -163,14 +164,16 @@ class Sminit:
             self.returncode = self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
             self.kill()
-            raise AssertionError(f"sminit did not exit within {timeout} s; stderr: {self.stderr()}")
+            raise AssertionError(f"sminit did not exit within {timeout} s; stderr: {self.stderr()}") from None
         while self.read_line(0.5) is not None:
             pass
         return self.returncode
 
     def stderr(self) -> str:
-        self.stderr_file.seek(0)
-        return self.stderr_file.read().decode(errors="replace")
+        # pread, never seek: sminit writes through the same open file (the same offset), and a
+        # seek while it writes would put its next line over the start of the file.
+        fd = self.stderr_file.fileno()
+        return os.pread(fd, os.fstat(fd).st_size, 0).decode(errors="replace")
 
     def kill(self) -> None:
         """Kill sminit's whole tree, by pid."""
@@ -208,10 +211,12 @@ def start():
         run.close()
 
 
-def run_sminit(args: list[str], pid1: bool = False, timeout: float = 20, **kwargs) -> subprocess.CompletedProcess:
+def run_sminit(args: list[str], pid1: bool = False, timeout: float = 20,
+               **kwargs) -> subprocess.CompletedProcess:
     """Run sminit to completion and capture everything."""
     prefix = UNSHARE if pid1 else []
-    return subprocess.run([*prefix, *SMINIT, *args], capture_output=True, text=True, timeout=timeout, **kwargs)
+    return subprocess.run([*prefix, *SMINIT, *args], capture_output=True, text=True, timeout=timeout,
+                          **kwargs)
 
 
 def wait_until(predicate, timeout: float = 10, interval: float = 0.01) -> bool:
@@ -234,3 +239,112 @@ def sigmask_hex(signals) -> str:
 SIGNALS_TO_FORWARD = sorted(
     signal.valid_signals() - {signal.SIGKILL, signal.SIGSTOP, signal.SIGCHLD, signal.SIGTERM, signal.SIGINT}
 )
+
+
+def exit_record(stderr: str) -> dict:
+    """sminit's exit line from a --log-format json run."""
+    import json
+
+    records = [json.loads(line) for line in stderr.splitlines() if line.startswith('{"ts"')]
+    return next(r for r in reversed(records) if r["msg"].startswith("exiting with"))
+
+
+class CgroupMaker:
+    """Real cgroups below this process's own, for one controller (v1 or v2); removed at teardown
+    after every process still in them is killed by pid."""
+
+    def __init__(self, controller: str) -> None:
+        from sminit.cgroup import find
+
+        self.controller = controller
+        self.parent = find(controller, {})
+        self.made: list[str] = []
+
+    def make(self, settings: dict[str, str]) -> str:
+        """A fresh cgroup with these files written; pytest.skip when the machine does not allow it."""
+        if self.parent is None:
+            pytest.skip(f"no {self.controller} cgroup found for this process")
+        path = os.path.join(self.parent.path, f"sminit-test-{os.getpid()}-{len(self.made)}")
+        try:
+            os.mkdir(path)
+        except OSError as exc:
+            pytest.skip(f"cannot create a {self.controller} cgroup under {self.parent.path}: {exc}")
+        self.made.append(path)
+        for name, value in settings.items():
+            try:
+                with open(os.path.join(path, name), "w") as handle:
+                    handle.write(value)
+            except OSError as exc:
+                pytest.skip(f"cannot write {name} in {path}: {exc}")
+        return path
+
+    @staticmethod
+    def enter(path: str):
+        """A preexec_fn that moves the child into the cgroup before it execs."""
+        def move() -> None:
+            with open(os.path.join(path, "cgroup.procs"), "w") as handle:
+                handle.write(str(os.getpid()))
+        return move
+
+    def remove(self) -> None:
+        for path in reversed(self.made):
+            deadline = time.monotonic() + 10
+            while os.path.isdir(path):
+                try:
+                    with open(os.path.join(path, "cgroup.procs")) as handle:
+                        for pid in handle.read().split():
+                            try:
+                                os.kill(int(pid), signal.SIGKILL)
+                            except OSError:
+                                pass
+                    os.rmdir(path)
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.05)
+
+
+@pytest.fixture
+def memory_cgroup():
+    """memory_cgroup(limit_bytes) -> path of a fresh memory cgroup with that limit (swap included)."""
+    maker = CgroupMaker("memory")
+
+    def make(limit: int) -> str:
+        if maker.parent is not None and maker.parent.version == 2:
+            return maker.make({"memory.max": str(limit), "memory.swap.max": "0"})
+        path = maker.make({"memory.limit_in_bytes": str(limit)})
+        if os.path.exists(os.path.join(path, "memory.memsw.limit_in_bytes")):
+            with open(os.path.join(path, "memory.memsw.limit_in_bytes"), "w") as handle:
+                handle.write(str(limit))  # no swapping instead of the OOM kill
+        return path
+
+    yield make
+    maker.remove()
+
+
+@pytest.fixture
+def cpu_cgroup():
+    """cpu_cgroup(cpus) -> path of a fresh cpu cgroup whose quota allows that many CPUs."""
+    maker = CgroupMaker("cpu")
+
+    def make(cpus: float) -> str:
+        if maker.parent is not None and maker.parent.version == 2:
+            return maker.make({"cpu.max": f"{int(cpus * 100000)} 100000"})
+        return maker.make({"cpu.cfs_period_us": "100000", "cpu.cfs_quota_us": str(int(cpus * 100000))})
+
+    yield make
+    maker.remove()
+
+
+def with_tmpfs(mounts: list[tuple[str, str]], command: list[str]) -> list[str]:
+    """command run in a private mount namespace where each (size, folder) is a fresh tmpfs; a
+    ("bind", "SOURCE:TARGET") entry bind-mounts SOURCE on TARGET first. Everything vanishes with it."""
+    steps = []
+    for size, folder in mounts:
+        if size == "bind":
+            source, target = folder.split(":")
+            steps.append(f"mkdir -p '{target}' && mount --bind '{source}' '{target}'")
+        else:
+            steps.append(f"mount -t tmpfs -o size={size} sminit-test '{folder}'")
+    script = " && ".join(steps) + ' && exec "$@"'
+    return ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", *command]

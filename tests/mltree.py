@@ -12,12 +12,14 @@ P4D_TWO_HOSTS = {
                          "hosts": ["algo-2", "algo-1"]}],
     "network_interface_name": "eth0",
 }
-OLD_THREE_KEYS = {"current_host": "algo-1", "hosts": ["algo-1", "algo-2", "algo-3"], "network_interface_name": "eth0"}
+OLD_THREE_KEYS = {"current_host": "algo-1", "hosts": ["algo-1", "algo-2", "algo-3"],
+                  "network_interface_name": "eth0"}
 
 
 def job_config(max_runtime: object = 900) -> dict:
     return {
-        "TrainingJobName": "sminit-test", "TrainingJobArn": "arn:aws:sagemaker:us-east-1:123456789012:training-job/sminit-test",
+        "TrainingJobName": "sminit-test",
+        "TrainingJobArn": "arn:aws:sagemaker:us-east-1:123456789012:training-job/sminit-test",
         "StoppingCondition": {"MaxRuntimeInSeconds": max_runtime, "MaxWaitTimeInSeconds": max_runtime},
         "ResourceConfig": {"InstanceType": "ml.p4d.24xlarge", "InstanceCount": 2, "VolumeSizeInGB": 30},
     }
@@ -36,7 +38,8 @@ def make_ml_root(root: Path, resource: dict | None = P4D_TWO_HOSTS, job: dict | 
         "resourceconfig.json": resource,
         "trainingjobconfig.json": job,
         "hyperparameters.json": {k: json.dumps(v) for k, v in (hyperparameters or {}).items()},
-        "inputdataconfig.json": {"train": {"TrainingInputMode": "File", "S3DistributionType": "FullyReplicated",
+        "inputdataconfig.json": {"train": {"TrainingInputMode": "File",
+                                           "S3DistributionType": "FullyReplicated",
                                            "RecordWrapperType": "None"}},
         "checkpointconfig.json": {"LocalPath": str(root / "checkpoints")},
     }

@@ -136,7 +136,9 @@ def signal_storm(seconds: float, senders: int = 3, pid1: bool = False) -> dict:
         pid = _host_pid(sminit, pid1)
         rss_before = rss_kib(pid)
         mixes = [[*STANDARD, REAL_TIME[i % len(REAL_TIME)]] for i in range(senders)]
-        workers = [subprocess.Popen([sys.executable, "-c", SENDER, str(pid), str(seconds), *map(str, mix)],
+        # int(): on Python 3.9 str() of a Signals member is "Signals.SIGUSR1", not its number.
+        workers = [subprocess.Popen([sys.executable, "-c", SENDER, str(pid), str(seconds),
+                                     *(str(int(signo)) for signo in mix)],
                                     stdout=subprocess.PIPE, text=True) for mix in mixes]
         reports = [json.loads(worker.communicate(timeout=seconds + 60)[0]) for worker in workers]
         # SIGTERM would overtake the signals still queued (lower numbers go first): let the
@@ -175,7 +177,8 @@ def orphan_storm(total: int, burst: int = 500, pid1: bool = False) -> dict:
     """total orphans in bursts; afterwards no zombie may remain and RSS must not grow."""
     prefix = UNSHARE if pid1 else []
     sminit = subprocess.Popen([*prefix, *SMINIT, "--", sys.executable, "-c", ORPHANS, str(total), str(burst)],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.PIPE, text=True)
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.PIPE,
+                              text=True)
     try:
         pid = _host_pid(sminit, pid1)
         rss_before = None

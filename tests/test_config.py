@@ -34,8 +34,15 @@ def test_environment_then_command_line():
     parsed = config.parse(["--grace=0", "-q", "cmd", "--grace", "5"], env)
     assert parsed.grace == 0 and parsed.cleanup_grace == 1.5 and parsed.single_child
     assert parsed.log_level == "warning" and parsed.log_format == "json" and parsed.mode == "serve"
-    assert parsed.warn_signal == signal.SIGUSR2 and parsed.max_runtime == 1000 and parsed.require_gpus == "none"
+    assert parsed.warn_signal == signal.SIGUSR2
+    assert parsed.max_runtime == 1000 and parsed.require_gpus == "none"
     assert parsed.command == ["cmd", "--grace", "5"]  # options end at the command
+
+
+def test_parent_death_signal_from_the_option_and_the_variable():
+    assert config.parse(["--parent-death-signal", "hup", "x"], {}).parent_death_signal == signal.SIGHUP
+    assert config.parse(["x"], {"SMINIT_PARENT_DEATH_SIGNAL": "SIGINT"}).parent_death_signal == signal.SIGINT
+    assert config.parse(["x"], {}).parent_death_signal is None
 
 
 def test_double_dash_and_defaults():
@@ -61,6 +68,9 @@ USAGE_ERRORS = [
     (["-e", "256"], {}, "--success-exit", "256"),
     (["-e", "x"], {}, "--success-exit", "x"),
     (["--require-gpus", "lots"], {}, "--require-gpus", "lots"),
+    (["--parent-death-signal", "DEATH"], {}, "--parent-death-signal", "DEATH"),
+    ([], {"SMINIT_PARENT_DEATH_SIGNAL": "0"}, "SMINIT_PARENT_DEATH_SIGNAL", "0"),
+    (["--parent-death-signal", "KILL"], {}, "--parent-death-signal", "KILL"),
     (["--log-format", "xml"], {}, "--log-format", "xml"),
     (["--ml-root", ""], {}, "--ml-root", ""),
     (["--bogus"], {}, "--bogus", ""),
@@ -109,7 +119,13 @@ def test_option_missing_its_value():
 def test_help_and_version():
     result = run_sminit(["--help"])
     assert result.returncode == 0 and "usage: sminit" in result.stdout
-    for option in ("--grace", "--cleanup-grace", "--max-runtime", "--rewrite", "--success-exit", "--check"):
+    for option in ("--grace", "--cleanup-grace", "--max-runtime", "--rewrite", "--success-exit", "--check",
+                   "--parent-death-signal"):
         assert option in result.stdout
+    assert "[110 train, 25 serve, 10 none]" in result.stdout and "exiting" not in result.stdout
+    for code in ("124 max runtime passed", "125 sminit's own error", "126 command cannot be executed",
+                 "127 command not found"):
+        assert code in " ".join(result.stdout.split())
+    assert max(len(line) for line in result.stdout.splitlines()) <= 100
     result = run_sminit(["--version"])
     assert result.returncode == 0 and result.stdout.startswith("sminit ")

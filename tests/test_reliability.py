@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 import storms
 from conftest import SMINIT, run_sminit
 from sminit import config, proctree
-from sminit.check import Collector
+from sminit.log import Collector
 from sminit.sagemaker import max_runtime_seconds, read_json
 
 
@@ -28,7 +28,8 @@ def test_a_blocked_or_broken_stderr_changes_nothing(as_pid1, broken):
     read_end, write_end = os.pipe()
     prefix = ["unshare", "--pid", "--fork", "--mount-proc"] if as_pid1 else []
     # -v: a debug line for every forwarded signal, far more than the pipe's 64 KiB.
-    proc = subprocess.Popen([*prefix, *SMINIT, "-v", "-t", "0.5", "--", sys.executable, "-c", storms.COUNTER, "stay"],
+    proc = subprocess.Popen([*prefix, *SMINIT, "-v", "-t", "0.5", "--", sys.executable, "-c", storms.COUNTER,
+                             "stay"],
                             stdout=subprocess.PIPE, stderr=write_end, stdin=subprocess.DEVNULL, text=True)
     os.close(write_end)
     if broken == "closed":
@@ -58,7 +59,8 @@ def test_a_blocked_or_broken_stderr_changes_nothing(as_pid1, broken):
 def test_sminit_s_own_sigpipe_is_not_forwarded():
     read_end, write_end = os.pipe()
     os.close(read_end)  # every log line sminit writes raises SIGPIPE on it
-    proc = subprocess.Popen([*SMINIT, "-v", "--", sys.executable, "-c", storms.COUNTER], stdout=subprocess.PIPE,
+    proc = subprocess.Popen([*SMINIT, "-v", "--", sys.executable, "-c", storms.COUNTER],
+                            stdout=subprocess.PIPE,
                             stderr=write_end, stdin=subprocess.DEVNULL, text=True)
     os.close(write_end)
     try:
@@ -200,7 +202,8 @@ def test_process_limit_reached_is_126_with_a_clear_line(one_process_cgroup):
         with open(f"{one_process_cgroup}/cgroup.procs", "w") as handle:
             handle.write(str(os.getpid()))
 
-    result = subprocess.run([*SMINIT, "--", "true"], capture_output=True, text=True, timeout=20, preexec_fn=enter)
+    result = subprocess.run([*SMINIT, "--", "true"], capture_output=True, text=True, timeout=20,
+                            preexec_fn=enter)
     assert result.returncode == 126, result.stderr
     assert result.stderr.splitlines() == ["[sminit] error: exiting with 126: cannot start true: "
                                           "Resource temporarily unavailable"]
@@ -213,7 +216,8 @@ HOSTILE = st.one_of(
                                            "1_000", "0x10", "٣", "TERM:", ":0", "RTMIN+99", "9" * 400]),
     st.text(min_size=5000, max_size=6000),
 )
-OPTIONS = ["--grace", "--cleanup-grace", "--max-runtime", "--warn-before", "--warn-signal", "--mode", "--ml-root",
+OPTIONS = ["--grace", "--cleanup-grace", "--max-runtime", "--warn-before", "--warn-signal", "--mode",
+           "--ml-root",
            "--rewrite", "--success-exit", "--require-gpus", "--log-format"]
 VARIABLES = ["SMINIT_GRACE", "SMINIT_CLEANUP_GRACE", "SMINIT_MAX_RUNTIME", "SMINIT_WARN_BEFORE",
              "SMINIT_WARN_SIGNAL", "SMINIT_MODE", "SMINIT_ML_ROOT", "SMINIT_SINGLE_CHILD", "SMINIT_REWRITE",
@@ -239,7 +243,8 @@ def test_any_variable_value_is_accepted_or_one_usage_error(variable, value):
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
-@given(option=st.sampled_from(OPTIONS), value=HOSTILE.filter(lambda v: "\0" not in v and not v.startswith("-")))
+@given(option=st.sampled_from(OPTIONS),
+       value=HOSTILE.filter(lambda v: "\0" not in v and not v.startswith("-")))
 def test_end_to_end_rejections_never_start_the_command(tmp_path_factory, option, value):
     marker = tmp_path_factory.mktemp("run") / "ran"
     result = run_sminit([option, value, "--", "touch", str(marker)])

@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -41,7 +43,8 @@ def started_line(stderr: str) -> str:
 
 def test_train_resolves_through_the_variable_split_like_a_shell_but_never_run_by_one(tmp_path):
     out = tmp_path / "argv.json"
-    command = f"{sys.executable} -c 'import json,sys; json.dump(sys.argv[1:], open(sys.argv[1], \"w\"))' {out} " \
+    dump = 'import json,sys; json.dump(sys.argv[1:], open(sys.argv[1], \"w\"))'
+    command = f"{sys.executable} -c '{dump}' {out} " \
               "'a;b' '$(touch pwned)' '`id`' '|' \"two words\""
     result = run_sminit(["--", "train"], env=env(SMINIT_TRAIN_CMD=command), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
@@ -122,12 +125,56 @@ def test_max_runtime_warns_first_then_stops_with_124_and_a_failure_file(start, t
     run.expect("main got SIGUSR1")
     run.expect("main got SIGTERM")
     assert run.wait() == 124
-    assert "main got SIGUSR1" in run.lines and run.lines.index("main got SIGUSR1") < run.lines.index("main got SIGTERM")
+    assert "main got SIGUSR1" in run.lines
+    assert run.lines.index("main got SIGUSR1") < run.lines.index("main got SIGTERM")
     assert failure(ml).startswith("sminit: exiting with 124") and "max runtime of 2 s passed" in failure(ml)
 
 
+@pytest.mark.parametrize("warn", ["1.5", "300"])
+def test_a_warning_at_or_before_the_start_is_never_sent(start, tmp_path, warn):
+    # The image's own SMINIT_WARN_BEFORE=300 against a short MaxRuntimeInSeconds: the job must
+    # not get SIGUSR1 before its handler exists; it runs until the deadline instead.
+    ml = make_ml_root(tmp_path / "ml", job=job_config(1.5))
+    run = start(["--ml-root", str(ml), "--mode", "train", "--require-gpus", "none", "--", *RECORDER],
+                env=env(SMINIT_WARN_BEFORE=warn))
+    run.expect("main got SIGTERM")
+    assert run.wait() == 124
+    assert "main got SIGUSR1" not in run.lines
+    lines = run.stderr().splitlines()
+    warnings = [line for line in lines if "warning:" in line and "exiting with" not in line]
+    assert len(warnings) == 1
+    assert f"warn-before of {warn} s is not shorter than the max runtime of 1.5 s" in warnings[0]
+    assert "no warning will be sent" in warnings[0]
+    code, report, _ = check(ml, "--require-gpus", "none", "--", "true", SMINIT_WARN_BEFORE=warn)
+    assert code == 0 and report["warn_before"] is None
+    assert any("no warning will be sent" in w for w in report["warnings"])
+
+
+SLOW_GPU_CHECK = (
+    "import sys, time\n"
+    "import sminit.app as app\n"
+    "real = app.Run.check_gpus\n"
+    "def slow(self):\n"
+    "    time.sleep(0.5)  # a slow start: the max runtime passes before the command could start\n"
+    "    return real(self)\n"
+    "app.Run.check_gpus = slow\n"
+    "from sminit.__main__ import run\n"
+    "run()\n"
+)
+
+
+def test_a_max_runtime_that_passes_before_the_start_means_the_command_never_runs(tmp_path):
+    marker = tmp_path / "ran"
+    result = subprocess.run([sys.executable, "-c", SLOW_GPU_CHECK, "--max-runtime", "0.2", "--", "touch",
+                             str(marker)],
+                            capture_output=True, text=True, timeout=20, env=env())
+    assert result.returncode == 124 and not marker.exists()
+    assert "max runtime of 0.2 s passed before the command started: not starting it" in result.stderr
+
+
 def test_custom_warn_signal(start):
-    run = start(["--max-runtime", "1.5", "--warn-before", "1", "--warn-signal", "HUP", "--", *RECORDER], env=env())
+    run = start(["--max-runtime", "1.5", "--warn-before", "1", "--warn-signal", "HUP", "--", *RECORDER],
+                env=env())
     run.expect("main got SIGHUP")
     run.expect("main got SIGTERM")
     assert run.wait() == 124
@@ -173,16 +220,32 @@ def test_no_failure_file_on_success_or_outside_train_mode(ml):
     assert result.returncode == 1 and failure(ml) is None
 
 
-def test_no_failure_file_without_output_dir(tmp_path):
+def test_no_failure_file_without_output_dir_is_said(tmp_path):
     ml = make_ml_root(tmp_path / "ml", output=False)
-    assert train_failing(ml).returncode == 3
+    result = train_failing(ml)
+    assert result.returncode == 3
     assert not (ml / "output").exists()
+    assert f"[sminit] no failure file: {ml / 'output'} does not exist" in result.stderr
 
 
 def test_the_job_s_own_failure_file_wins(ml):
-    (ml / "output" / "failure").write_text("CUDA out of memory\n")
-    assert train_failing(ml).returncode == 3
+    path = ml / "output" / "failure"
+    result = run_sminit(["--ml-root", str(ml), "--mode", "train", "--require-gpus", "none", "--",
+                         "sh", "-c", f"echo 'CUDA out of memory' > {path}; exit 3"], env=env())
+    assert result.returncode == 3
     assert failure(ml) == "CUDA out of memory\n"
+    assert f"{path} already exists: the job wrote it; not overwritten" in result.stderr
+
+
+def test_a_failure_file_from_an_earlier_run_is_called_so(ml):
+    path = ml / "output" / "failure"
+    path.write_text("sminit: exiting with 137: an earlier run\n")
+    an_hour_ago = time.time() - 3600
+    os.utime(path, (an_hour_ago, an_hour_ago))
+    result = train_failing(ml)
+    assert result.returncode == 3 and failure(ml) == "sminit: exiting with 137: an earlier run\n"
+    assert f"{path} already exists: left by an earlier run (last written " in result.stderr
+    assert "the job wrote it" not in result.stderr
 
 
 @pytest.mark.parametrize("kind", ["dangling-symlink", "symlink", "directory"])
@@ -212,13 +275,14 @@ def test_failure_file_is_at_most_1024_bytes(ml):
     data = (ml / "output" / "failure").read_bytes()
     assert len(data) <= 1024 and data.startswith(b"sminit: exiting with 9")
     data.decode("utf-8")  # cut on a character boundary
+    assert b"... exited with 9; ran " in data  # the command is shortened: the facts still fit
 
 
 # -- GPU check ---------------------------------------------------------------------------
 
 def dev_dir(tmp_path: Path, gpus: int) -> Path:
     folder = tmp_path / "dev"
-    folder.mkdir()
+    folder.mkdir(parents=True)
     for name in ["nvidiactl", "nvidia-uvm", "nvidia-caps", *(f"nvidia{i}" for i in range(gpus))]:
         (folder / name).write_text("")
     return folder
@@ -240,7 +304,8 @@ def test_gpu_check(tmp_path, gpus, resource, requirement, extra, code):
     ml = make_ml_root(tmp_path / "ml", resource=resource)
     marker = tmp_path / "ran"
     result = run_sminit(["--ml-root", str(ml), "--require-gpus", requirement, "--", "touch", str(marker)],
-                        env=env(TRAINING_JOB_NAME="job", SMINIT_DEV_DIR=str(dev_dir(tmp_path, gpus)), **extra))
+                        env=env(TRAINING_JOB_NAME="job", SMINIT_DEV_DIR=str(dev_dir(tmp_path, gpus)),
+                                **extra))
     assert result.returncode == code, result.stderr
     assert marker.exists() == (code == 0)
     if code:
@@ -248,7 +313,8 @@ def test_gpu_check(tmp_path, gpus, resource, requirement, extra, code):
 
 
 def test_explicit_gpu_count_applies_in_every_mode(tmp_path):
-    result = run_sminit(["--require-gpus", "1", "--", "true"], env=env(SMINIT_DEV_DIR=str(dev_dir(tmp_path, 0))))
+    result = run_sminit(["--require-gpus", "1", "--", "true"], env=env(SMINIT_DEV_DIR=str(dev_dir(tmp_path,
+                                                                                                  0))))
     assert result.returncode == 125 and "0 NVIDIA GPUs visible" in result.stderr
 
 
@@ -261,7 +327,8 @@ def test_auto_requires_nothing_in_serve_mode(tmp_path):
 
 def driver_files(tmp_path: Path, libs: dict[str, list[str]]) -> dict[str, str]:
     version = tmp_path / "version"
-    version.write_text("NVRM version: NVIDIA UNIX x86_64 Kernel Module  535.104.05  Sat Aug 19 01:15:15 UTC 2023\n"
+    version.write_text("NVRM version: NVIDIA UNIX x86_64 Kernel Module  535.104.05  "
+                       "Sat Aug 19 01:15:15 UTC 2023\n"
                        "GCC version:  gcc version 10.2.1 20210110 (Debian 10.2.1-6)\n")
     folders = []
     for folder, names in libs.items():
@@ -297,7 +364,8 @@ def test_check_json_ok(tmp_path):
     code, report, result = check(ml, "--", "train", SMINIT_TRAIN_CMD="python3 train.py",
                                  SMINIT_DEV_DIR=str(dev_dir(tmp_path, 8)))
     assert code == 0, report
-    assert {"ok", "mode", "command", "grace", "max_runtime", "pid1", "subreaper", "gpus", "problems"} <= report.keys()
+    assert {"ok", "mode", "command", "grace", "max_runtime", "pid1", "subreaper", "gpus",
+            "problems"} <= report.keys()
     assert report["ok"] is True and report["problems"] == []
     assert report["mode"] == "train" and report["command"] == ["python3", "train.py"]
     assert report["grace"] == 110 and report["max_runtime"] == 900
@@ -324,9 +392,65 @@ def test_check_text_and_no_command(tmp_path):
     assert "mode:          train" in result.stdout and "all checks passed" in result.stdout
 
 
+def test_check_text_shows_every_setting_that_changes_behaviour(tmp_path):
+    ml = make_ml_root(tmp_path / "ml", resource=OLD_THREE_KEYS)
+    result = run_sminit(["--check", "--ml-root", str(ml), "--max-runtime", "600", "--warn-before", "60",
+                         "--warn-signal", "HUP", "-r", "USR1:USR2", "-r", "WINCH:0", "-e", "143",
+                         "--parent-death-signal", "TERM", "--", "true"], env=env())
+    assert result.returncode == 0, result.stdout
+    lines = result.stdout.splitlines()
+    assert "warn signal:   SIGHUP 60 s before the max runtime" in lines
+    assert "rewrites:      SIGUSR1 -> SIGUSR2, SIGWINCH -> 0" in lines
+    assert "success exits: 143" in lines and "parent death:  SIGTERM" in lines
+    assert any(line.startswith("resources:     memory limit ") for line in lines)
+
+
+def test_check_json_shows_the_same_settings(tmp_path):
+    ml = make_ml_root(tmp_path / "ml", resource=OLD_THREE_KEYS)
+    code, report, _ = check(ml, "--max-runtime", "600", "--warn-before", "60", "-r", "USR1:USR2", "-e", "143",
+                            "--parent-death-signal", "TERM", "--", "true")
+    assert code == 0
+    assert report["warn_before"] == 60 and report["warn_signal"] == "SIGUSR1"
+    assert report["rewrite"] == {"SIGUSR1": "SIGUSR2"} and report["success_exit"] == [143]
+    assert report["parent_death_signal"] == "SIGTERM" and report["warnings"] == []
+    assert {"memory_limit", "shm_size", "cpu_limit", "ml_root_free"} <= report["resources"].keys()
+
+
+@pytest.mark.parametrize("name, value, expected", [
+    ("trainingjobconfig.json", {"StoppingCondition": {"MaxRuntimeInSeconds": "soon"}},
+     "trainingjobconfig.json: StoppingCondition.MaxRuntimeInSeconds is 'soon', expected seconds"),
+    ("hyperparameters.json", {"epochs": 3}, "hyperparameters.json: 'epochs' is 3, expected a string"),
+    ("resourceconfig.json", {**OLD_THREE_KEYS, "hosts": "algo-1"}, "resourceconfig.json: hosts is 'algo-1'"),
+    ("checkpointconfig.json", {"LocalPath": 5}, "checkpointconfig.json: LocalPath is 5, expected a string"),
+    ("inputdataconfig.json", {"train": "File"},
+     "inputdataconfig.json: 'train' is 'File', expected an object"),
+])
+def test_check_reports_a_wrongly_shaped_value_as_invalid_with_a_warning(tmp_path, name, value, expected):
+    ml = make_ml_root(tmp_path / "ml", resource=OLD_THREE_KEYS)
+    (ml / "input" / "config" / name).write_text(json.dumps(value))
+    code, report, result = check(ml, "--", "true")
+    assert report["ml_files"][name] == "invalid"
+    assert [w for w in report["warnings"] if expected in w], report["warnings"]
+    assert code == 0 and report["problems"] == []  # it runs: the value is ignored, as the run would
+    assert result.stderr == ""
+
+
+def test_check_warns_of_an_unknown_instance_type(tmp_path):
+    ml = make_ml_root(tmp_path / "ml", resource={**P4D_TWO_HOSTS, "current_instance_type": "ml.p4d.24xlarg"})
+    code, report, _ = check(ml, "--", "true")
+    assert code == 0
+    assert report["warnings"] == ["unknown instance type ml.p4d.24xlarg in resourceconfig.json: "
+                                  "no GPU count is expected for it (a typo?)"]
+    for known in ("ml.m5.xlarge", "ml.trn1.32xlarge", "ml.g5.48xlarge"):
+        (ml / "input" / "config" / "resourceconfig.json").write_text(
+            json.dumps({**P4D_TWO_HOSTS, "current_instance_type": known}))
+        assert check(ml, "--", "true", SMINIT_DEV_DIR=str(dev_dir(tmp_path / known, 8)))[1]["warnings"] == []
+
+
 # -- tolerant config files ---------------------------------------------------------------
 
-@pytest.mark.parametrize("kind", ["empty", "malformed", "list", "directory", "fifo", "loop", "huge", "wrong-types"])
+@pytest.mark.parametrize("kind", ["empty", "malformed", "list", "directory", "fifo", "loop", "huge",
+                                  "wrong-types"])
 def test_bad_config_files_give_one_warning_and_never_stop_the_job(tmp_path, kind):
     ml = make_ml_root(tmp_path / "ml")
     path = ml / "input" / "config" / "resourceconfig.json"
@@ -347,7 +471,8 @@ def test_bad_config_files_give_one_warning_and_never_stop_the_job(tmp_path, kind
         with open(path, "wb") as handle:
             handle.truncate(17 * 1024 * 1024)
     elif kind == "wrong-types":
-        path.write_text(json.dumps({"current_host": 5, "hosts": "algo-1", "current_instance_type": ["ml.p4d.24xlarge"]}))
+        path.write_text(json.dumps({"current_host": 5, "hosts": "algo-1",
+                                    "current_instance_type": ["ml.p4d.24xlarge"]}))
     job = ml / "input" / "config" / "trainingjobconfig.json"
     job.write_text(json.dumps({"StoppingCondition": {"MaxRuntimeInSeconds": "soon"}}))
     result = run_sminit(["--ml-root", str(ml), "--mode", "train", "--", "true"], env=env(), timeout=20)
@@ -366,7 +491,8 @@ def test_missing_config_files_are_silent(tmp_path):
 # -- the example -------------------------------------------------------------------------
 
 def test_example_checkpoints_at_the_warning_stops_at_the_deadline_and_resumes(start, tmp_path):
-    ml = make_ml_root(tmp_path / "ml", resource=OLD_THREE_KEYS, hyperparameters={"steps": "100000", "checkpoint_every": "0"})
+    ml = make_ml_root(tmp_path / "ml", resource=OLD_THREE_KEYS, hyperparameters={"steps": "100000",
+                                                                                 "checkpoint_every": "0"})
     variables = env(SMINIT_ML_ROOT=str(ml), TRAINING_JOB_NAME="example")
     train = [sys.executable, str(EXAMPLES / "train.py")]
     run = start(["--max-runtime", "3", "--warn-before", "1.5", "--", *train], env=variables)
@@ -386,7 +512,8 @@ def test_example_checkpoints_at_the_warning_stops_at_the_deadline_and_resumes(st
 
 
 def test_example_shell_entrypoint_gets_the_checkpoint_saved_on_sigterm(start, tmp_path):
-    ml = make_ml_root(tmp_path / "ml", resource=OLD_THREE_KEYS, hyperparameters={"steps": "100000", "checkpoint_every": "0"})
+    ml = make_ml_root(tmp_path / "ml", resource=OLD_THREE_KEYS, hyperparameters={"steps": "100000",
+                                                                                 "checkpoint_every": "0"})
     run = start(["-t", "30", "--", str(EXAMPLES / "entrypoint.sh")], env=env(SMINIT_ML_ROOT=str(ml)))
     run.expect("starting from step 0")
     run.signal(signal.SIGTERM)

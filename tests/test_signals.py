@@ -116,7 +116,8 @@ def test_sigint_is_a_stop_signal_too(start, as_pid1):
 def test_signal_storm_then_sigterm(start, as_pid1):
     run = start(["--", *RECORDER], pid1=as_pid1)
     run.expect("main ready")
-    storm = [signal.SIGUSR1, signal.SIGUSR2, signal.SIGHUP, signal.SIGWINCH, signal.SIGRTMIN, signal.SIGRTMIN + 3]
+    storm = [signal.SIGUSR1, signal.SIGUSR2, signal.SIGHUP, signal.SIGWINCH, signal.SIGRTMIN,
+             signal.SIGRTMIN + 3]
     pid = run.pid
     for index in range(1000):
         os.kill(pid, storm[index % len(storm)])
@@ -186,9 +187,112 @@ def test_json_log_lines(start):
     run.signal(signal.SIGTERM)
     assert run.wait() == 0
     records = [json.loads(line) for line in run.stderr().splitlines()]
-    assert all({"ts", "level", "msg"} <= record.keys() for record in records)
+    # Every line says it is sminit's, so it can be told from the job's own JSON lines.
+    assert all({"ts", "level", "msg"} <= record.keys() and record["logger"] == "sminit" for record in records)
     messages = " | ".join(record["msg"] for record in records)
     assert "started" in messages and "forwarded SIGUSR1" in messages and "exiting with 0" in messages
+
+
+def test_json_stop_lines_carry_their_facts_as_fields(start):
+    import json
+
+    run = start(["--log-format", "json", "-t", "0.3", "--", *RECORDER, "--ignore-term", "--spawn", "helper"])
+    run.expect_all(["main ready", "helper ready"])
+    run.signal(signal.SIGTERM)
+    assert run.wait() == 128 + signal.SIGKILL
+    records = [json.loads(line) for line in run.stderr().splitlines()]
+    received = next(r for r in records if r["msg"].startswith("received SIGTERM"))
+    assert received["signal"] == "SIGTERM"
+    assert received["sender_pid"] == os.getpid() and received["grace"] == 0.3
+    forwarded = next(r for r in records if r["msg"].startswith("forwarded SIGTERM"))
+    assert forwarded["signal"] == "SIGTERM" and forwarded["target"] == "group" and forwarded["pid"] > 0
+    expired = next(r for r in records if r["msg"].startswith("grace expired"))
+    assert expired["signal"] == "SIGKILL" and expired["signalled"] == 2 and expired["grace"] == 0.3
+    assert "(2 processes)" in expired["msg"]
+    final = records[-1]
+    assert final["status"] == 137 and final["stopped_by"] == "SIGTERM" and final["logger"] == "sminit"
+
+
+# -- parent-death signal -------------------------------------------------------------------
+
+# Starts the command as its child, prints the child's pid, and exits when its stdin closes.
+PARENT = (
+    "import subprocess, sys\n"
+    "child = subprocess.Popen(sys.argv[1:])\n"
+    "print(child.pid, flush=True)\n"
+    "sys.stdin.readline()\n"
+)
+
+
+def _reap(pid: int, timeout: float = 20) -> int:
+    """Wait for a process reparented to this one (pytest is a subreaper: conftest)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        time.sleep(0.01)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    raise AssertionError(f"process {pid} did not end")
+
+
+def test_the_parent_s_death_stops_the_job(tmp_path):
+    errors = tmp_path / "stderr"
+    with open(errors, "w") as stderr:
+        command = [sys.executable, "-c", PARENT, *SMINIT, "--parent-death-signal", "TERM", "--", *RECORDER]
+        parent = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr,
+                                  text=True)
+    sminit_pid = int(parent.stdout.readline())
+    assert parent.stdout.readline().startswith("main ready")
+    parent.stdin.close()  # the parent exits: the kernel sends sminit SIGTERM
+    assert parent.wait(20) == 0
+    assert parent.stdout.readline() == "main got SIGTERM\n"
+    assert _reap(sminit_pid) == 0
+    parent.stdout.close()
+    assert "received SIGTERM" in errors.read_text()
+
+
+ALREADY_GONE = (
+    "import os, sys, time\n"
+    "import sminit.app as app\n"
+    "real = app.Run.watch_parent\n"
+    "def late(self, parent):\n"
+    "    print('waiting', flush=True)\n"
+    "    while os.getppid() == parent:  # the parent dies before the kernel could be asked to watch it\n"
+    "        time.sleep(0.01)\n"
+    "    real(self, parent)\n"
+    "app.Run.watch_parent = late\n"
+    "from sminit.__main__ import run\n"
+    "run()\n"
+)
+
+
+def test_a_parent_already_gone_is_acted_on_and_the_command_never_runs(tmp_path):
+    marker = tmp_path / "ran"
+    errors = tmp_path / "stderr"
+    with open(errors, "w") as stderr:
+        parent = subprocess.Popen([sys.executable, "-c", PARENT, sys.executable, "-c", ALREADY_GONE,
+                                   "--parent-death-signal", "TERM", "--", "touch", str(marker)],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, text=True)
+    sminit_pid = int(parent.stdout.readline())
+    assert parent.stdout.readline() == "waiting\n"
+    parent.stdin.close()
+    assert parent.wait(20) == 0
+    assert _reap(sminit_pid) == 128 + signal.SIGTERM
+    parent.stdout.close()
+    assert not marker.exists()
+    text = errors.read_text()
+    assert "is already gone: acting on SIGTERM now" in text
+    assert "before the command started: not starting it" in text
+
+
+def test_parent_death_signal_does_not_apply_to_pid1(as_pid1):
+    result = run_sminit(["-v", "--parent-death-signal", "TERM", "--", "true"], pid1=as_pid1)
+    assert result.returncode == 0
+    assert ("does not apply" in result.stderr) == as_pid1
 
 
 def test_quiet_hides_info_lines():

@@ -47,6 +47,24 @@ def test_success_exit(codes, env, child, expected):
     assert result.returncode == expected
 
 
+@pytest.mark.parametrize("codes, expected", [
+    (["-e", "143"], 0), ([], 128 + signal.SIGTERM), (["-e", "15"], 128 + signal.SIGTERM),
+])
+def test_success_exit_maps_a_death_by_signal_as_tini_does(start, codes, expected):
+    # A shell entrypoint dies of the SIGTERM itself: its status is 128 + 15, which -e 143 names.
+    run = start([*codes, "--", "sh", "-c", "echo up; sleep 30 & wait"])
+    run.expect("up")
+    run.signal(signal.SIGTERM)
+    assert run.wait() == expected
+
+
+def test_success_exit_from_the_environment_covers_signals_too(start):
+    run = start(["--", "sh", "-c", "echo up; sleep 30 & wait"], env={"SMINIT_SUCCESS_EXIT": "143"})
+    run.expect("up")
+    run.signal(signal.SIGTERM)
+    assert run.wait() == 0
+
+
 def test_grace_escalation_reaches_a_grandchild_in_its_own_session(start, as_pid1):
     run = start(["-t", "0.5", "--", *RECORDER, "--ignore-term", "--spawn", "escapee", "--spawn-setsid"],
                 pid1=as_pid1)
@@ -81,7 +99,8 @@ def _host_pid(run, pid_in_namespace: int) -> int:
 
 def test_exits_as_soon_as_the_tree_is_empty(start, as_pid1, tmp_path):
     checkpoint = tmp_path / "model.ckpt"
-    run = start(["-t", "600", "--", *RECORDER, "--checkpoint", str(checkpoint), "--exit-code", "0"], pid1=as_pid1)
+    run = start(["-t", "600", "--", *RECORDER, "--checkpoint", str(checkpoint), "--exit-code", "0"],
+                pid1=as_pid1)
     run.expect("main ready")
     run.signal(signal.SIGTERM)
     assert run.wait(timeout=20) == 0  # long before the 600 s grace
@@ -116,7 +135,8 @@ def test_leftovers_get_sigterm_then_sigkill_after_the_cleanup_grace(start, as_pi
 
 
 def test_leftovers_that_exit_on_sigterm_end_the_run_at_once(start, as_pid1):
-    run = start(["--cleanup-grace", "600", "--", "sh", "-c", f"{' '.join(RECORDER)} --tag polite & sleep 0.5"],
+    run = start(["--cleanup-grace", "600", "--", "sh", "-c",
+                 f"{' '.join(RECORDER)} --tag polite & sleep 0.5"],
                 pid1=as_pid1)
     run.expect("polite ready")
     assert run.wait() == 0

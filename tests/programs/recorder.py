@@ -35,7 +35,10 @@ def say(text: str) -> None:
 def name(signo: int) -> str:
     if signal.SIGRTMIN < signo < signal.SIGRTMAX:
         return f"SIGRTMIN+{signo - signal.SIGRTMIN}"
-    return signal.Signals(signo).name
+    try:
+        return signal.Signals(signo).name
+    except ValueError:
+        return str(signo)  # unnamed in this Python (SIGSTKFLT before 3.11), as sminit writes it
 
 
 def on_signal(signo: int, _frame: object) -> None:
