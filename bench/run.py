@@ -42,6 +42,27 @@ RECEIVER = (
     "    signal.sigwaitinfo({signal.SIGUSR1})\n"
     "    os.write(1, b'%d\\n' % time.clock_gettime_ns(time.CLOCK_MONOTONIC))\n"
 )
+# The job for the delivery metric: a tree of N processes with one SIGTERM handler (it blocks the
+# signal and waits for it with sigwaitinfo), either the main child itself ("top") or below a main
+# child that handles nothing ("below", as behind the training toolkit); the rest are `sleep`s.
+TREE = (
+    "import os, signal, subprocess, sys, time\n"
+    "size, shape = int(sys.argv[1]), sys.argv[2]\n"
+    "def receive():\n"
+    "    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})\n"
+    "    os.write(1, b'ready\\n')\n"
+    "    signal.sigwaitinfo({signal.SIGTERM})\n"
+    "    os.write(1, b'%d\\n' % time.clock_gettime_ns(time.CLOCK_MONOTONIC))\n"
+    "    signal.pause()\n"
+    "others = size - (1 if shape == 'top' else 2)\n"
+    "for _ in range(others):\n"
+    "    subprocess.Popen(['sleep', '1000'])\n"
+    "if shape == 'top':\n"
+    "    receive()\n"
+    "if os.fork() == 0:\n"
+    "    receive()\n"
+    "signal.pause()\n"
+)
 # The child for the reaping metric: bursts of orphans (double fork), then waits for stdin.
 ORPHANS = (
     "import os, sys\n"
@@ -268,6 +289,62 @@ def metric_stop(inits: dict[str, list[str]], rounds: int) -> dict[str, list[floa
     return results
 
 
+def metric_delivery(inits: dict[str, list[str]], rounds: int,
+                    sizes: tuple[int, ...]) -> dict[str, list[float]]:
+    """A stop to a job of N processes: kill(init, SIGTERM) to the handler's sigwaitinfo, in ms.
+    sminit by its rule (`handlers`), tini with -g (the group: it reaches the handler too)."""
+    from sminit.testing import descendant_pids
+
+    commands = {name: command for name, command in inits.items() if name in ("sminit", "tini")}
+    if "tini" in commands:
+        commands["tini -g"] = ["tini", "-s", "-g", "--"]
+        del commands["tini"]
+    results: dict[str, list[float]] = {}
+    for shape in ("top", "below"):
+        for size in sizes:
+            for name in commands:
+                results.setdefault(f"{name}, {size} processes, handler {shape}", [])
+            for _ in range(rounds):
+                for name, command in commands.items():
+                    run = Running(command, [sys.executable, "-c", TREE, str(size), shape])
+                    try:
+                        assert run.proc.stdout.readline() == b"ready\n"
+                        time.sleep(0.05)  # the init is in its wait loop
+                        sent = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+                        os.kill(run.pid, signal.SIGTERM)
+                        received = int(run.proc.stdout.readline())
+                        results[f"{name}, {size} processes, handler {shape}"].append((received - sent) / 1e6)
+                    finally:
+                        for pid in descendant_pids(run.pid):
+                            try:
+                                os.kill(pid, signal.SIGKILL)
+                            except OSError:
+                                pass
+                        run.stop()
+    return results
+
+
+def delivery_table(data: dict[str, list[float]]) -> str:
+    rows = ["### Delivery of a stop: `kill(init, SIGTERM)` to the handler's `sigwaitinfo`", "",
+            "sminit by its rule (handler at the top: the main child handles it, two reads decide; "
+            "below: behind a main child that handles nothing, a walk of `/proc`), tini `-g` to the group.",
+            "", "| job | sminit median (ms) | p95 | tini -g median (ms) | sminit / tini -g |",
+            "|---|---:|---:|---:|---:|"]
+    for key in data:
+        if not key.startswith("sminit, "):
+            continue
+        job = key.removeprefix("sminit, ")
+        ours, theirs = data[key], data.get(f"tini -g, {job}")
+        mine = statistics.median(ours)
+        if theirs:
+            other = statistics.median(theirs)
+            rows.append(f"| {job} | {mine:.3f} | {percentile(ours, 95):.3f} | {other:.3f} | "
+                        f"{mine / other:.2f} |")
+        else:
+            rows.append(f"| {job} | {mine:.3f} | {percentile(ours, 95):.3f} | – | – |")
+    return "\n".join(rows) + "\n"
+
+
 def _cpu_ns(pid: int) -> int:
     """Nanoseconds on a CPU, user and kernel (/proc/PID/schedstat: far finer than utime's ticks)."""
     with open(f"/proc/{pid}/schedstat") as handle:
@@ -398,6 +475,9 @@ def main() -> int:
     raw["stop_ms"] = stop = metric_stop(inits, 10 if quick else 40)
     out.append(table("Stop latency: `kill(init, SIGTERM)` to the init's exit, child exits at once", "ms",
                      stop))
+    print("delivery ...", file=sys.stderr)
+    raw["delivery_ms"] = delivery = metric_delivery(inits, 3 if quick else 15, (1, 10, 100))
+    out.append(delivery_table(delivery))
     print("reaping ...", file=sys.stderr)
     bursts, size = (4, 250) if quick else (10, 500)
     raw["reaping"] = reaping = metric_reaping(inits, bursts, size)

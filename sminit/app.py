@@ -88,6 +88,7 @@ class Run:
         finally:
             if tty is not None:
                 os.close(tty)
+        spawned = time.monotonic()
         # Everything below runs while the command already does: none of it delays its start.
         from sminit.endings import Witness
         from sminit.loop import supervise
@@ -100,9 +101,9 @@ class Run:
                  pid=pid, mode=plan.mode, grace=plan.grace, max_runtime=plan.max_runtime)
         stop = StopSequence(
             log, pid, grace=plan.grace, cleanup_grace=self.config.cleanup_grace,
-            single_child=self.config.single_child, rewrite=self.config.rewrite,
+            forward=self.config.forward, rewrite=self.config.rewrite,
             max_runtime=plan.max_runtime, warn_before=plan.warn_before,
-            warn_signal=self.config.warn_signal, now=self.started,
+            warn_signal=self.config.warn_signal, now=self.started, spawned=spawned,
         )
         status = supervise(pid, stop, log)
         return self.finish(status, stop, witness)

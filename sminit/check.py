@@ -45,6 +45,37 @@ def command_problems(plan: Plan, environ: dict[str, str]) -> list[str]:
     return [crlf] if crlf else []
 
 
+TORCHRUN_SHUTDOWN_TIMEOUT = 30.0  # torchrun's --shutdown-timeout default (torch.distributed.run)
+TORCHRUN_MODULES = ("torch.distributed.run", "torch.distributed.launch")
+
+
+def torchrun_warning(command: list[str], grace: float) -> str | None:
+    """torchrun relays a stop to its ranks and kills them its shutdown timeout later, whatever
+    sminit's grace: a grace longer than that is never used by the ranks."""
+    if not command:
+        return None
+    name = os.path.basename(command[0])
+    arguments = command[1:]
+    if name != "torchrun":
+        module = next((arguments[i + 1] for i, word in enumerate(arguments[:-1]) if word == "-m"), None)
+        if not name.startswith("python") or module not in TORCHRUN_MODULES:
+            return None
+    timeout = TORCHRUN_SHUTDOWN_TIMEOUT
+    for index, word in enumerate(arguments):
+        option, _, inline = word.partition("=")
+        if option in ("--shutdown-timeout", "--shutdown_timeout"):
+            value = inline or (arguments[index + 1] if index + 1 < len(arguments) else "")
+            try:
+                timeout = float(value)
+            except ValueError:
+                pass
+    if grace <= timeout:
+        return None
+    return (f"torchrun kills its ranks {timeout:g} s after relaying a stop (--shutdown-timeout), before "
+            f"sminit's grace of {grace:g} s ends: pass --shutdown-timeout {grace:g} to torchrun so a "
+            "checkpoint can use the whole grace")
+
+
 def config_files(ml_root: str) -> tuple[dict[str, str], list[str], list[str]]:
     """Each config file's state (ok, missing, invalid), the problems and the warnings found."""
     states, problems, warnings = {}, [], []
@@ -96,6 +127,9 @@ def gather(config: Config, plan: Plan, environ: dict[str, str]) -> dict[str, Any
         problems.append(gpus.problem)
     problems += file_problems + gpus.warnings
     warnings = [*plan.warnings, *warnings]
+    torchrun = torchrun_warning(plan.command, plan.grace)
+    if torchrun:
+        warnings.append(torchrun)
     if gpus.instance_type and not known_instance_type(gpus.instance_type):
         warnings.append(f"unknown instance type {gpus.instance_type} in resourceconfig.json: "
                         "no GPU count is expected for it (a typo?)")
@@ -115,7 +149,7 @@ def gather(config: Config, plan: Plan, environ: dict[str, str]) -> dict[str, Any
         "parent_death_signal": signal_name(death) if death else None,
         "pid1": os.getpid() == 1,
         "subreaper": can_reap_orphans(),
-        "single_child": config.single_child,
+        "forward": config.forward,
         "gpus": gpus.as_dict(),
         "resources": resources(config.ml_root, environ),
         "ml_root": config.ml_root,
@@ -134,6 +168,13 @@ def run_check(config: Config, plan: Plan, environ: dict[str, str]) -> int:
     else:
         write_line(1, render(report))
     return 0 if report["ok"] else 125
+
+
+FORWARD_WORDS = {
+    "handlers": "the processes that handle them (--forward handlers)",
+    "group": "the child's process group (--forward group)",
+    "child": "the child alone (--forward child)",
+}
 
 
 def _shown(value: int | float | None, unit: str = "") -> str:
@@ -158,6 +199,7 @@ def render(report: dict[str, Any]) -> str:
         f"rewrites:      {', '.join(f'{a} -> {b}' for a, b in report['rewrite'].items()) or 'none'}",
         f"success exits: {', '.join(map(str, report['success_exit'])) or 'none (only 0)'}",
         f"parent death:  {report['parent_death_signal'] or 'not watched'}",
+        f"signals to:    {FORWARD_WORDS[report['forward']]}",
         f"pid 1:         {'yes' if report['pid1'] else 'no'}",
         f"reaps orphans: {'yes' if report['subreaper'] else 'NO'}",
         f"gpus:          {gpus['visible']} visible, {'none' if expected is None else expected} required, "

@@ -11,8 +11,9 @@ usage: sminit [OPTIONS] [--] COMMAND [ARG...]
        sminit --check [--json] [OPTIONS] [-- COMMAND [ARG...]]
        sminit --version | --help
 
-Runs COMMAND as a child in its own process group, forwards signals to that group,
-reaps zombies, and stops the tree with a grace period before SIGKILL.
+Runs COMMAND as a child in its own process group, delivers each signal to the
+processes of the job that handle it, reaps zombies, and stops the tree with a
+grace period before SIGKILL.
 
 options (each also read from the environment variable shown; default in brackets):
   -t, --grace SECONDS            stop signal to SIGKILL          SMINIT_GRACE
@@ -27,7 +28,12 @@ options (each also read from the environment variable shown; default in brackets
       --warn-signal SIG          the warn signal [USR1]          SMINIT_WARN_SIGNAL
       --mode MODE                train, serve, none, auto [auto] SMINIT_MODE
       --ml-root PATH             the SageMaker tree [/opt/ml]    SMINIT_ML_ROOT
-      --single-child             signal the child, not its group SMINIT_SINGLE_CHILD
+      --forward WHERE            handlers: the first process in  SMINIT_FORWARD
+                                 each line of descent that
+                                 handles the signal; group: the
+                                 child's process group (tini -g);
+                                 child: the child alone [handlers]
+      --single-child             the same as --forward child     SMINIT_SINGLE_CHILD
   -r, --rewrite FROM:TO          deliver FROM as TO; TO 0 drops  SMINIT_REWRITE
   -e, --success-exit CODE        report status CODE as 0; 128+S: SMINIT_SUCCESS_EXIT
                                  the child killed by signal S
@@ -45,6 +51,7 @@ failed --check), 126 command cannot be executed, 127 command not found.
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 MODES = ("auto", "train", "serve", "none")
+FORWARDS = ("handlers", "group", "child")
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off", "")
 
@@ -64,7 +71,7 @@ class Config:
     warn_signal: int = 10  # SIGUSR1
     mode: str = "auto"
     ml_root: str = "/opt/ml"
-    single_child: bool = False
+    forward: str = "handlers"  # where forwarded signals go: "handlers", "group" or "child"
     rewrite: dict[int, int]
     success_exit: set[int]
     parent_death_signal: int | None = None
@@ -173,7 +180,8 @@ _OPTIONS = {
     "--warn-signal": (None, "warn_signal", _signal, False, "SMINIT_WARN_SIGNAL"),
     "--mode": (None, "mode", _choice(MODES), False, "SMINIT_MODE"),
     "--ml-root": (None, "ml_root", _path, False, "SMINIT_ML_ROOT"),
-    "--single-child": (None, "single_child", None, False, "SMINIT_SINGLE_CHILD"),
+    "--single-child": (None, "forward", None, False, "SMINIT_SINGLE_CHILD"),
+    "--forward": (None, "forward", _choice(FORWARDS), False, "SMINIT_FORWARD"),
     "--rewrite": ("-r", "rewrite", _rewrite, True, "SMINIT_REWRITE"),
     "--success-exit": ("-e", "success_exit", _exit_code, True, "SMINIT_SUCCESS_EXIT"),
     "--parent-death-signal": (None, "parent_death_signal", _catchable_signal, False,
@@ -185,6 +193,8 @@ _OPTIONS = {
 }
 _SHORT = {spec[0]: name for name, spec in _OPTIONS.items() if spec[0]}
 _ACTIONS = {"--help": "help", "-h": "help", "--version": "version"}
+# What a flag sets its attribute to (others set True); --single-child is --forward child.
+_FLAG_VALUES: dict[str, object] = {"--single-child": "child"}
 _LEVEL_FLAGS = {"-v": "debug", "--verbose": "debug", "-q": "warning", "--quiet": "warning"}
 
 
@@ -208,12 +218,13 @@ def _from_environment(config: Config, environ: dict[str, str]) -> None:
     if level is not None:
         config.log_level = _choice(LOG_LEVELS)(level, "SMINIT_LOG_LEVEL")
     fresh: set[str] = set()
-    for _short, attr, parse, repeatable, variable in _OPTIONS.values():
+    for name, (_short, attr, parse, repeatable, variable) in _OPTIONS.items():
         raw = environ.get(variable) if variable else None
         if raw is None or variable is None:
             continue
-        if parse is None:
-            setattr(config, attr, _boolean(raw, variable))
+        if parse is None:  # a flag (--single-child): false leaves the attribute as it is
+            if _boolean(raw, variable):
+                setattr(config, attr, _FLAG_VALUES.get(name, True))
         elif repeatable:
             for item in raw.split(","):
                 if item.strip():
@@ -250,7 +261,7 @@ def parse(argv: list[str], environ: dict[str, str]) -> Config:
         if parse_value is None:
             if sep or inline:
                 raise UsageError(f"option {name} takes no value: {arg!r}")
-            setattr(config, attr, True)
+            setattr(config, attr, _FLAG_VALUES.get(name, True))
             continue
         if sep or inline:
             value = inline

@@ -13,44 +13,75 @@ import _signal
 class Proc:
     """One process as /proc showed it; `start` (clock ticks since boot) tells a reused pid apart."""
 
-    __slots__ = ("pid", "pgid", "start")
+    __slots__ = ("pid", "ppid", "pgid", "start")
 
-    def __init__(self, pid: int, pgid: int, start: int) -> None:
+    def __init__(self, pid: int, pgid: int, start: int, ppid: int = 0) -> None:
         self.pid = pid
+        self.ppid = ppid
         self.pgid = pgid
         self.start = start
 
+    def __repr__(self) -> str:
+        return f"Proc({self.pid}, ppid={self.ppid}, pgid={self.pgid})"
 
-def _stat(pid: int) -> tuple[int, int, int] | None:
-    """(ppid, pgid, start time) from /proc/PID/stat, or None if the process is gone."""
+
+def _stat(pid: int) -> tuple[int, int, int, bytes] | None:
+    """(ppid, pgid, start time, state letter) from /proc/PID/stat, or None if the process is gone."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as handle:
             data = handle.read()
     except OSError:
         return None
     fields = data[data.rindex(b")") + 2:].split()  # the name in parentheses may hold spaces
-    return int(fields[1]), int(fields[2]), int(fields[19])
+    return int(fields[1]), int(fields[2]), int(fields[19]), fields[0]
 
 
-def descendants(root: int | None = None) -> list[Proc]:
-    """Every process below root (default: sminit), orphans reparented to us included."""
+def children_by_parent() -> dict[int, list[Proc]]:
+    """Every process on the system, listed under its parent's pid (one /proc walk)."""
     children: dict[int, list[Proc]] = {}
     try:
         names = os.listdir("/proc")
     except OSError:
-        return []
+        return children
     for name in names:
         if name.isdigit():
             stat = _stat(int(name))
             if stat:
-                children.setdefault(stat[0], []).append(Proc(int(name), stat[1], stat[2]))
+                children.setdefault(stat[0], []).append(Proc(int(name), stat[1], stat[2], stat[0]))
+    return children
+
+
+def below(root: int, children: dict[int, list[Proc]]) -> list[Proc]:
+    """Every process under root in a children_by_parent() map, top-down."""
     found: list[Proc] = []
-    pending = [os.getpid() if root is None else root]
+    pending = [root]
     while pending:
         for proc in children.get(pending.pop(), ()):
             found.append(proc)
             pending.append(proc.pid)
     return found
+
+
+def descendants(root: int | None = None) -> list[Proc]:
+    """Every process below root (default: sminit), orphans reparented to us included."""
+    return below(os.getpid() if root is None else root, children_by_parent())
+
+
+def own_children() -> list[int] | None:
+    """sminit's children, main child and adopted orphans, from one read of /proc (None where the
+    kernel does not list them: then walk)."""
+    pid = os.getpid()
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children", "rb") as handle:
+            return [int(word) for word in handle.read().split()]
+    except OSError:
+        return None
+
+
+def alive(proc: Proc) -> bool:
+    """Whether proc still runs: neither gone, nor a zombie, nor its pid taken by another process."""
+    stat = _stat(proc.pid)
+    return stat is not None and stat[2] == proc.start and stat[3] not in (b"Z", b"X")
 
 
 def signal_process(proc: Proc, signo: int) -> bool:

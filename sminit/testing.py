@@ -221,6 +221,19 @@ class MlTree:
 
 
 @dataclass
+class Delivery:
+    """One signal sminit delivered (or held, or did not send), from its JSON log fields."""
+
+    time: float  # seconds since the job's start
+    signal: str | None  # what was sent (after --rewrite); None when it was dropped
+    received: str | None  # what sminit received, or the warn signal it sent itself
+    rule: str  # handlers, group, child, no_handler, held (waiting for a handler), dropped
+    targets: list[tuple[int, str]]  # (pid, command line) of each process that got it
+    left: int  # how many other processes of the job were left running
+    left_running: list[str]  # the first few of them, "PID (command line)"
+
+
+@dataclass
 class JobResult:
     """How a job ended, as SageMaker would show it, and what it left."""
 
@@ -231,7 +244,8 @@ class JobResult:
     failure: str | None  # output/failure as written
     files: dict[str, list[str]]  # files under model/, checkpoints/, output/
     duration: float  # seconds from start to exit
-    signals: list[tuple[float, str]]  # (seconds since start, signal) as sminit forwarded them to the job
+    signals: list[tuple[float, str]]  # (seconds since start, signal) of each signal sminit sent the job
+    deliveries: list[Delivery]  # each delivery in full: rule, targets, what was left running
     leftovers: list[str]  # sminit's lines about processes the job left when its main process exited
     still_running: list[str]  # processes of the job alive after sminit exited (killed now): must be none
     killed_by_platform: bool  # stop() had to send SIGKILL after the platform's grace
@@ -420,13 +434,18 @@ class Job:
                 other.append(line)
             else:
                 log.append(record)
-        signals, leftovers = [], []
+        deliveries, leftovers = [], []
         for record in log:
-            msg = record["msg"]
-            if msg.startswith("forwarded "):
-                signals.append((round(_seconds(record["ts"]) - self._started_wall, 3), msg.split()[1]))
-            if msg.startswith("main child exited") and record.get("left", 1):
-                leftovers.append(msg)
+            if "rule" in record:
+                deliveries.append(Delivery(
+                    time=round(_seconds(record["ts"]) - self._started_wall, 3), signal=record.get("signal"),
+                    received=record.get("received", record.get("signal")), rule=record["rule"],
+                    targets=list(zip(record.get("targets", []), record.get("commands", []))),
+                    left=record.get("left", 0), left_running=record.get("left_running", []),
+                ))
+            if record["msg"].startswith("main child exited") and record.get("left", 1):
+                leftovers.append(record["msg"])
+        signals = [(d.time, d.signal) for d in deliveries if d.targets and d.signal]
         exit_record: dict = next((r for r in reversed(log) if r["msg"].startswith("exiting with")), {})
         exit_status = code if code >= 0 else 128 - code
         stopped_by = exit_record.get("stopped_by")
@@ -438,7 +457,7 @@ class Job:
         self.result = JobResult(
             sagemaker_status=status, secondary_status=secondary, exit_status=exit_status,
             failure_reason=reason, failure=failure, files=self.tree.files(), duration=duration,
-            signals=signals, leftovers=leftovers,
+            signals=signals, deliveries=deliveries, leftovers=leftovers,
             still_running=[_describe(p) for p in still_running], killed_by_platform=self._killed_by_platform,
             exit_line=exit_record.get("msg", ""), output=self._output.decode(errors="replace"), log=log,
             stderr="\n".join(other),

@@ -32,7 +32,7 @@ def test_environment_then_command_line():
            "SMINIT_LOG_LEVEL": "debug", "SMINIT_LOG_FORMAT": "JSON", "SMINIT_MODE": "serve",
            "SMINIT_WARN_SIGNAL": "sigusr2", "SMINIT_MAX_RUNTIME": "1e3", "SMINIT_REQUIRE_GPUS": "none"}
     parsed = config.parse(["--grace=0", "-q", "cmd", "--grace", "5"], env)
-    assert parsed.grace == 0 and parsed.cleanup_grace == 1.5 and parsed.single_child
+    assert parsed.grace == 0 and parsed.cleanup_grace == 1.5 and parsed.forward == "child"
     assert parsed.log_level == "warning" and parsed.log_format == "json" and parsed.mode == "serve"
     assert parsed.warn_signal == signal.SIGUSR2
     assert parsed.max_runtime == 1000 and parsed.require_gpus == "none"
@@ -49,7 +49,22 @@ def test_double_dash_and_defaults():
     parsed = config.parse(["--", "-v"], {})
     assert parsed.command == ["-v"] and parsed.grace is None and parsed.log_level == "info"
     assert config.parse(["-t5", "x"], {}).grace == 5
-    assert config.parse(["--single-child", "x"], {"SMINIT_SINGLE_CHILD": ""}).single_child
+    assert config.parse(["--single-child", "x"], {"SMINIT_SINGLE_CHILD": ""}).forward == "child"
+    assert config.parse(["x"], {}).forward == "handlers"
+
+
+@pytest.mark.parametrize("args, env, expected", [
+    (["--forward", "group"], {}, "group"),
+    (["--forward=CHILD"], {}, "child"),
+    ([], {"SMINIT_FORWARD": "group"}, "group"),
+    (["--forward", "handlers"], {"SMINIT_FORWARD": "group"}, "handlers"),  # the command line wins
+    ([], {"SMINIT_SINGLE_CHILD": "1"}, "child"),
+    ([], {"SMINIT_SINGLE_CHILD": "0"}, "handlers"),
+    (["--forward", "group", "--single-child"], {}, "child"),  # the later option wins
+    (["--single-child", "--forward", "group"], {}, "group"),
+])
+def test_forward_option_and_variables(args, env, expected):
+    assert config.parse([*args, "x"], env).forward == expected
 
 
 USAGE_ERRORS = [
@@ -75,6 +90,8 @@ USAGE_ERRORS = [
     (["--ml-root", ""], {}, "--ml-root", ""),
     (["--bogus"], {}, "--bogus", ""),
     (["--single-child=yes"], {}, "--single-child", "yes"),
+    (["--forward", "tree"], {}, "--forward", "tree"),
+    ([], {"SMINIT_FORWARD": "all"}, "SMINIT_FORWARD", "all"),
     ([], {"SMINIT_GRACE": "ten"}, "SMINIT_GRACE", "ten"),
     ([], {"SMINIT_CLEANUP_GRACE": "-0.5"}, "SMINIT_CLEANUP_GRACE", "-0.5"),
     ([], {"SMINIT_MAX_RUNTIME": "NaN"}, "SMINIT_MAX_RUNTIME", "NaN"),

@@ -518,5 +518,47 @@ def test_example_shell_entrypoint_gets_the_checkpoint_saved_on_sigterm(start, tm
     run.expect("starting from step 0")
     run.signal(signal.SIGTERM)
     run.expect("stopped at step")
-    assert run.wait() == 128 + signal.SIGTERM  # the shell itself dies of the SIGTERM
+    run.expect("entrypoint: training exited with 0")  # the shell was not signalled: it went on
+    assert run.wait() == 0  # and exited with python's status: a clean stop, no failure file
     assert json.loads((ml / "checkpoints" / "checkpoint.json").read_text())["step"] > 0
+    assert failure(ml) is None
+
+
+def test_example_shell_entrypoint_with_forward_group_dies_of_the_sigterm(start, tmp_path):
+    ml = make_ml_root(tmp_path / "ml", resource=OLD_THREE_KEYS, hyperparameters={"steps": "100000",
+                                                                                 "checkpoint_every": "0"})
+    run = start(["--forward", "group", "-t", "30", "--", str(EXAMPLES / "entrypoint.sh")],
+                env=env(SMINIT_ML_ROOT=str(ml)))
+    run.expect("starting from step 0")
+    run.signal(signal.SIGTERM)
+    run.expect("stopped at step")
+    assert run.wait() == 128 + signal.SIGTERM  # the shell itself dies of the group's SIGTERM
+    assert json.loads((ml / "checkpoints" / "checkpoint.json").read_text())["step"] > 0
+
+
+@pytest.mark.parametrize("command, grace, warned", [
+    (["{torchrun}", "--nproc_per_node=2", "train.py"], "110", True),
+    (["{torchrun}", "--nproc_per_node=2", "train.py"], "30", False),  # within its 30 s shutdown timeout
+    (["{torchrun}", "--shutdown-timeout", "120", "train.py"], "110", False),
+    (["{torchrun}", "--shutdown_timeout=60", "train.py"], "110", True),
+    (["{python}", "-m", "torch.distributed.run", "--nproc_per_node=2", "train.py"], "110", True),
+    (["{python}", "train.py"], "110", False),
+])
+def test_check_warns_when_torchrun_would_kill_its_ranks_before_the_grace_ends(tmp_path, command, grace, warned):
+    torchrun = tmp_path / "torchrun"
+    torchrun.write_text("#!/bin/sh\n")
+    torchrun.chmod(0o755)
+    words = [word.format(torchrun=torchrun, python=sys.executable) for word in command]
+    code, report, _ = check(tmp_path / "no-ml", "--grace", grace, "--", *words)
+    assert code == 0, report
+    found = [w for w in report["warnings"] if w.startswith("torchrun kills its ranks")]
+    assert bool(found) == warned, report["warnings"]
+    if warned:
+        assert f"pass --shutdown-timeout {grace} to torchrun" in found[0]
+
+
+def test_check_says_where_signals_go(tmp_path):
+    result = run_sminit(["--check", "--ml-root", str(tmp_path), "--", "true"], env=env())
+    assert "signals to:    the processes that handle them (--forward handlers)" in result.stdout.splitlines()
+    code, report, _ = check(tmp_path, "--single-child", "--", "true")
+    assert report["forward"] == "child"

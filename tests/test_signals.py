@@ -42,9 +42,13 @@ def test_signals_reach_the_whole_group_through_a_shell(start, as_pid1):
     run.expect("worker got SIGUSR1")
 
 
-@pytest.mark.parametrize("single", [False, True])
-def test_single_child_signals_the_child_alone(start, as_pid1, single):
-    options = ["--single-child"] if single else []
+@pytest.mark.parametrize("options, helper_too", [
+    ([], False), (["--forward", "handlers"], False), (["--forward", "group"], True),
+    (["--forward", "child"], False), (["--single-child"], False),
+])
+def test_where_signals_go_with_each_forward_mode(start, as_pid1, options, helper_too):
+    # The helper is the main child's child and handles every signal too: by the rule, the main
+    # child handles them first, so its children are its own business.
     run = start([*options, "-t", "0.3", "--", *RECORDER, "--spawn", "helper"], pid1=as_pid1)
     run.expect("main ready")
     run.expect("helper ready")
@@ -56,10 +60,10 @@ def test_single_child_signals_the_child_alone(start, as_pid1, single):
     assert run.wait() == 0
     # The helper's SIGTERM comes from the clean-up after the main child exited.
     helper_lines = [line for line in run.lines if line.startswith("helper got") and "SIGTERM" not in line]
-    if single:
-        assert helper_lines == []
-    else:
+    if helper_too:
         assert "helper got SIGUSR2" in helper_lines and "helper got SIGHUP" in helper_lines
+    else:
+        assert helper_lines == []
 
 
 def test_single_child_from_the_environment(start):
@@ -190,7 +194,11 @@ def test_json_log_lines(start):
     # Every line says it is sminit's, so it can be told from the job's own JSON lines.
     assert all({"ts", "level", "msg"} <= record.keys() and record["logger"] == "sminit" for record in records)
     messages = " | ".join(record["msg"] for record in records)
-    assert "started" in messages and "forwarded SIGUSR1" in messages and "exiting with 0" in messages
+    assert "started" in messages and "exiting with 0" in messages
+    delivered = next(record for record in records if record.get("signal") == "SIGUSR1" and "rule" in record)
+    main_pid = int(next(line for line in run.lines if line.startswith("main ready")).split()[2])
+    assert delivered["rule"] == "handlers" and delivered["targets"] == [main_pid]
+    assert delivered["msg"].startswith("SIGUSR1 to pid ") and "which handles it" in delivered["msg"]
 
 
 def test_json_stop_lines_carry_their_facts_as_fields(start):
@@ -204,8 +212,10 @@ def test_json_stop_lines_carry_their_facts_as_fields(start):
     received = next(r for r in records if r["msg"].startswith("received SIGTERM"))
     assert received["signal"] == "SIGTERM"
     assert received["sender_pid"] == os.getpid() and received["grace"] == 0.3
-    forwarded = next(r for r in records if r["msg"].startswith("forwarded SIGTERM"))
-    assert forwarded["signal"] == "SIGTERM" and forwarded["target"] == "group" and forwarded["pid"] > 0
+    delivered = next(r for r in records if r.get("rule") and r["signal"] == "SIGTERM")
+    assert delivered["rule"] == "handlers" and delivered["received"] == "SIGTERM"
+    assert len(delivered["targets"]) == 1 and "recorder.py" in delivered["commands"][0]
+    assert delivered["left"] == 1 and "--tag helper" in delivered["left_running"][0]
     expired = next(r for r in records if r["msg"].startswith("grace expired"))
     assert expired["signal"] == "SIGKILL" and expired["signalled"] == 2 and expired["grace"] == 0.3
     assert "(2 processes)" in expired["msg"]

@@ -143,13 +143,27 @@ def test_leftovers_that_exit_on_sigterm_end_the_run_at_once(start, as_pid1):
     assert "polite got SIGTERM" in run.lines
 
 
-def test_main_child_exit_during_a_stop_terms_only_those_outside_the_group(start, as_pid1):
-    run = start(["-t", "0.5", "--", *RECORDER, "--spawn", "sibling", "--spawn-setsid"], pid1=as_pid1)
+def test_main_child_exit_during_a_group_stop_terms_only_those_outside_the_group(start, as_pid1):
+    run = start(["--forward", "group", "-t", "0.5", "--", *RECORDER, "--spawn", "sibling", "--spawn-setsid"],
+                pid1=as_pid1)
     run.expect_all(["main ready", "sibling ready"])
     run.signal(signal.SIGTERM)
     assert run.wait() == 0  # main exits 0 on SIGTERM
     assert run.lines.count("sibling got SIGTERM") == 1  # from the leftover clean-up, once
     assert "grace expired" in run.stderr()  # the sibling ignores SIGTERM: SIGKILL at the grace's end
+
+
+def test_after_the_handlers_exit_what_is_left_gets_a_second_then_the_stop_by_the_rule(start, as_pid1):
+    run = start(["-t", "4", "--", *RECORDER, "--spawn", "sibling", "--spawn-setsid"], pid1=as_pid1)
+    run.expect_all(["main ready", "sibling ready"])
+    stopped = time.monotonic()
+    run.signal(signal.SIGTERM)
+    run.expect("main got SIGTERM")
+    run.expect("sibling got SIGTERM")  # it handles SIGTERM (and ignores it): the rule sends it there
+    assert time.monotonic() - stopped >= 1.0  # the second that what is left gets to end on its own
+    assert run.wait() == 0  # the main child's status; the sibling dies of the grace's SIGKILL
+    assert run.lines.count("sibling got SIGTERM") == 1
+    assert "grace expired" in run.stderr() and "delivering it again" in run.stderr()
 
 
 ORPHAN_MAKER = """

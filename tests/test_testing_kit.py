@@ -85,6 +85,10 @@ def test_job_that_ignores_sigterm_is_killed_at_the_grace(tmp_path, jobs, namespa
     assert (result.sagemaker_status, result.secondary_status) == ("Stopped", "Stopped")  # whatever the status
     assert result.failure_reason is None  # a stopped job shows none, though the failure file exists
     assert [name for _, name in result.signals] == ["SIGTERM"]
+    [delivery] = result.deliveries
+    assert delivery.rule == "handlers" and delivery.received == "SIGTERM" and delivery.left == 0
+    [(pid, command)] = delivery.targets
+    assert pid > 0 and "recorder.py --ignore-term" in command
     assert "grace expired" in result.failure and "killed by SIGKILL" in result.failure
     assert "main got SIGTERM" in result.output
 
@@ -202,3 +206,17 @@ def test_readme_example_runs_as_a_user_would(tmp_path):
                             env={**os.environ, "PYTEST_ADDOPTS": ""})
     assert result.returncode == 0, result.stdout + result.stderr
     assert "2 passed" in result.stdout
+
+
+def test_deliveries_say_where_each_signal_went_behind_a_shell(tmp_path, jobs, namespace):
+    tree = MlTree(tmp_path / "ml")
+    job = run(jobs, ["sh", "-c", f"{' '.join(RECORDER)} --tag worker; echo shell-done"], tree,
+              pid_namespace=namespace)
+    job.wait_for_output("worker ready")
+    result = job.stop()
+    assert result.exit_status == 0 and "shell-done" in result.output
+    [delivery] = result.deliveries
+    assert delivery.signal == "SIGTERM" and delivery.rule == "handlers"
+    assert "--tag worker" in delivery.targets[0][1] and delivery.left == 1
+    assert delivery.left_running[0].split(" (", 1)[1].startswith("sh -c")
+    assert result.signals == [(delivery.time, "SIGTERM")] and 0 < delivery.time < result.duration

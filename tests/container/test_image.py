@@ -142,6 +142,32 @@ def test_max_runtime_with_a_warning_that_fits_or_does_not(containers, tmp_path, 
     assert failure.startswith("sminit: exiting with 124: train exited with 0; max runtime of 6 s passed")
 
 
+WARNED_JOB = (
+    "import signal, sys, time\n"
+    "signal.signal(signal.SIGUSR1, lambda *a: print('warned-%d' % (6 * 7), flush=True))\n"
+    "signal.signal(signal.SIGTERM, lambda *a: (print('saved-%d' % (6 * 7), flush=True), sys.exit(0)))\n"
+    "time.sleep(600)\n"
+)
+SHELL_SCRIPT = f"python3 {CODE}/job.py\necho shell-alive-$?\n"  # no trap, no exec
+
+
+def test_a_shell_entrypoint_with_the_image_defaults_is_warned_through_the_shell(containers, tmp_path):
+    # ContainerEntrypoint ["sminit", "--", "/bin/sh"] and a script: the image's SMINIT_WARN_BEFORE
+    # is shortened to fit the 6 s max runtime (300 would not be sent at all, as case 4 shows).
+    code = {"job.py": WARNED_JOB, "train.sh": SHELL_SCRIPT}
+    tree = tree_for(tmp_path, max_runtime=6, channels={"code": code})
+    options, leading = entrypoint(["sminit", "--", "/bin/sh"])
+    job = containers.start(*leading, f"{CODE}/train.sh", options=(
+        *mount(tree, "-e", "TRAINING_JOB_NAME=job", "-e", "SMINIT_WARN_BEFORE=3"), *options))
+    assert containers.wait(job, 60) == 124
+    logs = containers.logs(job)
+    assert "warned-42" in logs and "saved-42" in logs  # python got the warning and the stop
+    assert "shell-alive-0" in logs  # the shell lived through both, and ran its next line
+    assert "SIGUSR1 to pid " in logs and "which handles it" in logs
+    assert tree.failure().startswith(f"sminit: exiting with 124: /bin/sh {CODE}/train.sh exited with 0; "
+                                     "max runtime of 6 s passed")
+
+
 # 5 ------------------------------------------------------------------------------------------------
 
 TRAIN_SH = "#!/bin/sh\necho \"trained with $# arguments\" > /opt/ml/model/result.txt\n"
@@ -281,12 +307,14 @@ HANDLES_SIGTERM = (
 )
 
 
-def test_a_stop_right_after_start_measured_against_tini(containers):
-    """Where a stop sent at once after `run -d` lands, 10 times per init: a measurement, printed in
-    the summary and kept in BENCHMARKS.md, not an assertion on timing. Each run ends one of three
-    ways: the job's handler ran (0); the job had no handler yet and died of the SIGTERM (143);
-    or the SIGTERM reached PID 1 before it could catch anything (an interpreter's first
-    milliseconds), was discarded by the kernel, and the engine's SIGKILL ended it (137)."""
+def test_a_stop_right_after_start_finds_the_handler_as_often_as_under_tini(containers):
+    """Where a stop sent at once after `run -d` lands, 10 times per init, printed in the summary and
+    kept in BENCHMARKS.md. Each run ends one of three ways: the job's handler ran (0); the job had
+    no handler yet and died of the SIGTERM (143); or the SIGTERM reached PID 1 before it could
+    catch anything (an interpreter's first milliseconds), was discarded by the kernel, and the
+    engine's SIGKILL ended it (137). sminit holds a stop that finds no handler in the job's first
+    second, so under podman the job's handler is missing in no more runs than under tini (under
+    Docker, whose stop comes within milliseconds, the init's own start is measured, not asserted)."""
     for init, words in (("sminit", None), ("tini", ["tini", "--"])):
         options, leading = entrypoint(words) if words else ((), [])
         outcomes = {"handled": 0, "before the job's handler": 0, "before the init's first line": 0}
@@ -305,6 +333,9 @@ def test_a_stop_right_after_start_measured_against_tini(containers):
             containers.engine("rm", "-f", job, check=False)
         STOP_RACE[init] = outcomes
     print(STOP_RACE)
+    if ENGINE == "podman":
+        missing = {init: outcomes["before the job's handler"] for init, outcomes in STOP_RACE.items()}
+        assert missing["sminit"] <= missing["tini"], STOP_RACE
 
 
 # 10 -----------------------------------------------------------------------------------------------
