@@ -42,6 +42,15 @@ RECEIVER = (
     "    signal.sigwaitinfo({signal.SIGUSR1})\n"
     "    os.write(1, b'%d\\n' % time.clock_gettime_ns(time.CLOCK_MONOTONIC))\n"
 )
+# The same with a Python handler (SigCgt: what most training scripts do), for the same metric.
+CATCHER = (
+    "import os, signal, time\n"
+    "now = time.clock_gettime_ns\n"
+    "signal.signal(signal.SIGUSR1, lambda *a: os.write(1, b'%d\\n' % now(time.CLOCK_MONOTONIC)))\n"
+    "os.write(1, b'ready\\n')\n"
+    "while True:\n"
+    "    signal.pause()\n"
+)
 # The job for the delivery metric: a tree of N processes with one SIGTERM handler (it blocks the
 # signal and waits for it with sigwaitinfo), either the main child itself ("top") or below a main
 # child that handles nothing ("below", as behind the training toolkit); the rest are `sleep`s.
@@ -249,10 +258,11 @@ def metric_memory_and_idle(inits: dict[str, list[str]], idle_seconds: float) -> 
     return memory, idle
 
 
-def metric_forward(inits: dict[str, list[str]], rounds: int, pin: int | None) -> dict[str, list[float]]:
+def metric_forward(inits: dict[str, list[str]], rounds: int, pin: int | None,
+                   receiver: str = RECEIVER) -> dict[str, list[float]]:
     if pin is not None:
         os.sched_setaffinity(0, {pin})
-    running = {name: Running(command, [sys.executable, "-c", RECEIVER], pin)
+    running = {name: Running(command, [sys.executable, "-c", receiver], pin)
                for name, command in inits.items()}
     results: dict[str, list[float]] = {name: [] for name in inits}
     try:
@@ -273,18 +283,23 @@ def metric_forward(inits: dict[str, list[str]], rounds: int, pin: int | None) ->
 
 
 def metric_stop(inits: dict[str, list[str]], rounds: int) -> dict[str, list[float]]:
+    """The child handles nothing, so each init sends it the stop at once; sminit holds a stop in the
+    job's first second while no process handles it, so each round starts every init, waits past
+    that second, then stops them one by one."""
     results: dict[str, list[float]] = {name: [] for name in inits}
     for _ in range(rounds):
-        for name, command in inits.items():
-            run = Running(command, ["sleep", "1000"])
-            try:
+        running = {name: Running(command, ["sleep", "1000"]) for name, command in inits.items()}
+        try:
+            for run in running.values():
                 run.wait_for_child()
-                time.sleep(0.02)  # the init is in its wait loop
+            time.sleep(1.1)  # past sminit's start window; every init is in its wait loop
+            for name, run in running.items():
                 start = time.perf_counter()
                 os.kill(run.pid, signal.SIGTERM)
                 run.proc.wait()
                 results[name].append((time.perf_counter() - start) * 1000)
-            finally:
+        finally:
+            for run in running.values():
                 run.stop()
     return results
 
@@ -420,7 +435,7 @@ def table(title: str, unit: str, data: dict[str, list[float]], p: float = 95, ag
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="fewer rounds: about 20 s")
+    parser.add_argument("--quick", action="store_true", help="fewer rounds: about a minute")
     parser.add_argument("--json", help="also write the raw numbers here")
     parser.add_argument("--plot", help="write a PNG of the start-up and forward-latency distributions "
                                        "(needs matplotlib)")
@@ -471,10 +486,13 @@ def main() -> int:
     out.append(table("Forward latency: `kill(init, SIGUSR1)` to the child's `sigwaitinfo`", "µs", forward,
                      99))
     out.append(table("Forward latency, everything on one CPU", "µs", pinned, 99))
+    raw["forward_catcher_pinned_us"] = caught = metric_forward(inits, signals, 0, CATCHER)
+    out.append(table("Forward latency, everything on one CPU, the child catches SIGUSR1 with a Python "
+                     "handler", "µs", caught, 99))
     print("stop latency ...", file=sys.stderr)
-    raw["stop_ms"] = stop = metric_stop(inits, 10 if quick else 40)
-    out.append(table("Stop latency: `kill(init, SIGTERM)` to the init's exit, child exits at once", "ms",
-                     stop))
+    raw["stop_ms"] = stop = metric_stop(inits, 10 if quick else 30)
+    out.append(table("Stop latency: `kill(init, SIGTERM)` to the init's exit, child (`sleep`) dies of it at "
+                     "once, after its first second", "ms", stop))
     print("delivery ...", file=sys.stderr)
     raw["delivery_ms"] = delivery = metric_delivery(inits, 3 if quick else 15, (1, 10, 100))
     out.append(delivery_table(delivery))

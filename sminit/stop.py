@@ -63,6 +63,7 @@ class StopSequence:
         self.forward = forward  # "handlers", "group" or "child"
         self.rewrite = rewrite or {}
         self.table = table or Table()
+        self.table.keep_open(main_pid)
         self.pid1 = os.getpid() == 1 if pid1 is None else pid1
         self.warn_signal = warn_signal
         self.spawned = now if spawned is None else spawned
@@ -195,13 +196,18 @@ class StopSequence:
                       rule="held", targets=[], left=len(job))
 
     def watch(self, sent: list[Proc], now: float) -> None:
-        if self.forward != "handlers" or not sent:
+        """Follow the processes a stop went to; if there are none (each target exited before its
+        signal), what is left gets its second at once, as after they exited."""
+        if self.forward != "handlers":
             return
         known = {proc.pid for proc in self.watched}
         self.watched.extend(proc for proc in sent if proc.pid not in known)
-        self.settle_at = None
-        if self.poll_at is None:
-            self.poll_at = now + WATCH_POLL
+        if self.watched:
+            self.settle_at = None
+            if self.poll_at is None:
+                self.poll_at = now + WATCH_POLL
+        elif self.settle_at is None:
+            self.settle_at = now + SETTLE
 
     def alive(self, proc: Proc) -> bool:
         return self.main_alive if proc.pid == self.main_pid else self.table.alive(proc)
@@ -241,6 +247,7 @@ class StopSequence:
     def on_main_exit(self, now: float, children_left: bool) -> None:
         """The main child is reaped: what it left behind gets SIGTERM now and SIGKILL later."""
         self.main_alive = False
+        self.table.forget(self.main_pid)
         self.warn_at = self.runtime_at = None
         if not children_left or self.killing:
             return
@@ -278,14 +285,14 @@ class StopSequence:
     def kill_everything(self) -> int:
         """SIGKILL to every process left; returns how many there were."""
         self.sent_sigkill = self.sent_sigkill or self.main_alive
+        left = job_processes(self.table)  # one walk of sminit's subtree, counted before the SIGKILL
         if self.pid1:
             # As PID 1 this reaches every process in the namespace, whatever its group or
-            # session, including any forked while we were deciding. Counted afterwards.
+            # session, including any forked since the walk.
             self.table.kill(-1, _signal.SIGKILL)
-            return len(job_processes(self.table))
+            return len(left)
         if self.main_alive:
-            self.table.kill(-self.main_pid, _signal.SIGKILL)  # at once, before the walk, for the group
-        left = job_processes(self.table)  # one /proc walk: the group's members and everyone else
+            self.table.kill(-self.main_pid, _signal.SIGKILL)  # the group, also what forked since the walk
         for proc in left:
             self.table.send(proc, _signal.SIGKILL)
         return len(left)

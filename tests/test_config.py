@@ -137,8 +137,9 @@ def test_help_and_version():
     result = run_sminit(["--help"])
     assert result.returncode == 0 and "usage: sminit" in result.stdout
     for option in ("--grace", "--cleanup-grace", "--max-runtime", "--rewrite", "--success-exit", "--check",
-                   "--parent-death-signal"):
+                   "--parent-death-signal", "--forward", "SMINIT_FORWARD"):
         assert option in result.stdout
+    assert "child: the child alone [handlers]" in result.stdout
     assert "[110 train, 25 serve, 10 none]" in result.stdout and "exiting" not in result.stdout
     for code in ("124 max runtime passed", "125 sminit's own error", "126 command cannot be executed",
                  "127 command not found"):

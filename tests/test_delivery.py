@@ -13,11 +13,13 @@ import time
 import pytest
 
 from conftest import PROGRAMS
+from sminit.signals import signal_name
 
 PYTHON = sys.executable
 TRAINER = [PYTHON, str(PROGRAMS / "trainer.py")]
 RELAY = [PYTHON, str(PROGRAMS / "relay.py")]
 LAUNCHER = [PYTHON, str(PROGRAMS / "launcher.py")]
+RECORDER_MAIN = [PYTHON, str(PROGRAMS / "recorder.py")]
 
 
 def records(run) -> list[dict]:
@@ -234,3 +236,64 @@ def test_job_control_signals_go_to_the_group_in_every_mode(start, forward):
     run.expect_all(["main got SIGWINCH", *(["helper got SIGWINCH"] if forward != "child" else [])])
     run.signal(signal.SIGTERM)
     assert run.wait() == 0
+
+
+# Blocks SIGTERM and waits for it: while it waits the kernel shows SIGTERM as unblocked in SigBlk.
+WAITS_IN_SIGWAITINFO = (
+    "import signal\n"
+    "signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})\n"
+    "print('waiting-%d' % (6 * 7), flush=True)\n"
+    "signal.sigwaitinfo({signal.SIGTERM})\n"
+    "print('got-%d' % (6 * 7), flush=True)\n"
+)
+
+
+@pytest.mark.parametrize("behind_a_shell", [False, True])
+def test_a_process_waiting_in_sigwaitinfo_handles_the_signal(start, as_pid1, behind_a_shell):
+    job = [PYTHON, "-c", WAITS_IN_SIGWAITINFO]
+    command = ["sh", "-c", '"$@"; echo shell-after $?', "sh", *job] if behind_a_shell else job
+    run = start([*JSON, "--", *command], pid1=as_pid1)
+    run.expect("waiting-42")
+    time.sleep(1.0)  # past the job's first second: a stop that found no handler would not be held
+    run.signal(signal.SIGTERM)
+    run.expect("got-42")
+    assert run.wait() == 0
+    [delivery] = deliveries(run, "SIGTERM")
+    assert delivery["rule"] == "handlers"
+    assert delivery["commands"][0].startswith(PYTHON)
+
+
+@pytest.mark.parametrize("signo", [signal.SIGUSR1, signal.SIGRTMIN + 2])
+def test_standard_and_real_time_signals_are_both_read_right(start, signo):
+    # Signals 1 to 31 are read from /proc/PID/stat, real-time ones from /proc/PID/status.
+    run = start([*JSON, "-v", "--", "sh", "-c", '"$@"; echo shell-after $?', "sh", *RECORDER_MAIN])
+    run.expect("main ready")
+    run.signal(signo)
+    run.expect(f"main got {signal_name(signo)}")
+    run.signal(signal.SIGTERM)
+    assert run.wait() == 0 and "shell-after 0" in run.lines
+    [delivery] = [d for d in deliveries(run) if d["received"] == signal_name(signo)]
+    assert delivery["rule"] == "handlers" and "recorder.py" in delivery["commands"][0]
+
+
+# Waits for SIGUSR2 in sigwaitinfo, then execs a program that waits for SIGTERM the same way.
+WAITS_THEN_EXECS = (
+    "import os, signal, sys\n"
+    "signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR2, signal.SIGTERM})\n"
+    "print('first-%d' % (6 * 7), flush=True)\n"
+    "signal.sigwaitinfo({signal.SIGUSR2})\n"
+    "os.execv(sys.executable, [sys.executable, '-c', sys.argv[1]])\n"
+)
+
+
+def test_a_waiter_that_execs_another_waiter_is_still_read_right(start, as_pid1):
+    # sminit keeps the main child's /proc files open; its memory must be read afresh after an exec.
+    run = start([*JSON, "-v", "--", PYTHON, "-c", WAITS_THEN_EXECS, WAITS_IN_SIGWAITINFO], pid1=as_pid1)
+    run.expect("first-42")
+    run.signal(signal.SIGUSR2)
+    run.expect("waiting-42")
+    time.sleep(1.0)  # past the first second: a stop without a handler would not be held
+    run.signal(signal.SIGTERM)
+    run.expect("got-42")
+    assert run.wait() == 0
+    assert [d["rule"] for d in deliveries(run)] == ["handlers", "handlers"]

@@ -544,7 +544,7 @@ def test_example_shell_entrypoint_with_forward_group_dies_of_the_sigterm(start, 
     (["{python}", "-m", "torch.distributed.run", "--nproc_per_node=2", "train.py"], "110", True),
     (["{python}", "train.py"], "110", False),
 ])
-def test_check_warns_when_torchrun_would_kill_its_ranks_before_the_grace_ends(tmp_path, command, grace, warned):
+def test_check_warns_when_torchrun_would_kill_its_ranks_before_its_grace(tmp_path, command, grace, warned):
     torchrun = tmp_path / "torchrun"
     torchrun.write_text("#!/bin/sh\n")
     torchrun.chmod(0o755)

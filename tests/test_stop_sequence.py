@@ -40,8 +40,14 @@ class FakeTable:
     def live(self) -> list[FakeProcess]:
         return [p for p in self.procs.values() if p.running]
 
-    def own_children(self) -> list[int]:
-        return [p.pid for p in self.live() if p.ppid == OWN]
+    def keep_open(self, pid: int) -> None:
+        pass
+
+    def forget(self, pid: int) -> None:
+        pass
+
+    def only_child(self, pid: int) -> bool:
+        return [p.pid for p in self.live() if p.ppid == OWN] == [pid]
 
     def tree(self) -> dict[int, list[Proc]]:
         self.walks += 1
@@ -50,11 +56,11 @@ class FakeTable:
             children.setdefault(p.ppid, []).append(Proc(p.pid, p.pgid, p.pid * 10, p.ppid))
         return children
 
-    def signal_state(self, pid: int):
+    def signal_state(self, pid: int, signo: int):
         p = self.procs.get(pid)
         if p is None or not p.running:
             return None
-        return sum(1 << (s - 1) for s in p.handles), p.shell
+        return signo in p.handles or bool(self.waited(pid) & (1 << (signo - 1))), p.shell
 
     def deliver(self, p: FakeProcess, signo: int) -> None:
         self.sent.append((p.pid, signo))
@@ -78,6 +84,9 @@ class FakeTable:
         for p in targets:
             self.deliver(p, signo)
         return bool(targets)
+
+    def waited(self, pid: int) -> int:
+        return 0
 
     def alive(self, proc: Proc) -> bool:
         p = self.procs.get(proc.pid)
@@ -347,3 +356,52 @@ def test_an_adopted_orphan_that_handles_it_gets_it_beside_the_main_child():
     table.exit(20)
     run_until(stop, 7.0)
     assert table.got(TERM) == ["server", "tail -f /dev/null"]
+
+
+def test_a_target_that_exits_before_its_signal_leaves_the_rest_its_second_then_the_rule():
+    table = FakeTable()
+    table.add(10, OWN, "sh -c 'python3 a.py; python3 b.py'", shell=True)
+    table.add(11, 10, "python3 a.py", (TERM,))
+    send = table.send
+
+    def exits_first(proc: Proc, signo: int) -> bool:
+        if proc.pid == 11:  # a.py ends between the look and the signal; the shell starts b.py
+            table.exit(11)
+            table.add(12, 10, "python3 b.py")
+        return send(proc, signo)
+
+    table.send = exits_first  # type: ignore[method-assign]
+    stop, _ = sequence(table)
+    stop.on_signal(TERM, 5.0)
+    assert table.sent == [] and stop.settle_at == pytest.approx(5.0 + SETTLE)
+    run_until(stop, 5.0 + SETTLE)
+    assert sorted(table.got(TERM)) == ["python3 b.py", "sh -c 'python3 a.py; python3 b.py'"]
+
+
+def test_zombies_are_not_part_of_the_job(tmp_path):
+    import os
+    import time
+
+    from sminit import proctree
+
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    try:
+        deadline = time.monotonic() + 10
+        while proctree._stat(pid)[3] != b"Z":  # exited, not yet reaped
+            assert time.monotonic() < deadline
+            time.sleep(0.005)
+        assert pid not in [proc.pid for proc in proctree.descendants()]
+    finally:
+        os.waitpid(pid, 0)
+
+
+def test_a_process_waiting_in_sigwaitinfo_handles_what_it_waits_for():
+    table = FakeTable()
+    table.add(10, OWN, "dumb-init python3 train.py")  # blocks everything, waits in sigwait
+    table.add(11, 10, "python3 train.py", (TERM,))
+    table.waited = lambda pid: (1 << (TERM - 1)) if pid == 10 else 0  # type: ignore[method-assign]
+    stop, _ = sequence(table)
+    stop.on_signal(TERM, 5.0)
+    assert table.got(TERM) == ["dumb-init python3 train.py"]
