@@ -317,20 +317,28 @@ def test_a_stop_right_after_start_finds_the_handler_as_often_as_under_tini(conta
     Docker, whose stop comes within milliseconds, the init's own start is measured, not asserted)."""
     for init, words in (("sminit", None), ("tini", ["tini", "--"])):
         options, leading = entrypoint(words) if words else ((), [])
-        outcomes = {"handled": 0, "before the job's handler": 0, "before the init's first line": 0}
+        outcomes = {"handled": 0, "before the job's handler": 0, "before the init's first line": 0,
+                    "delivered to a handler, not ended in 2 s": 0}
         for _ in range(10):
             job = containers.start(*leading, "python3", "-c", HANDLES_SIGTERM, options=options)
-            containers.stop(job, 2)
-            code, logs = containers.wait(job), containers.logs(job)
+            try:
+                containers.stop(job, 2)
+                code, logs = containers.wait(job), containers.logs(job)
+            finally:
+                containers.engine("rm", "-f", job, check=False)
             if "handled-42" in logs:
                 assert code == 0, logs
                 outcomes["handled"] += 1
             elif code == 143:
                 outcomes["before the job's handler"] += 1
+            elif "which handles it" in logs:
+                # Seen once in about 200 runs under podman on a busy machine, unexplained: sminit
+                # found the handler and sent it the SIGTERM, and the engine's SIGKILL came first.
+                assert code == 137, logs
+                outcomes["delivered to a handler, not ended in 2 s"] += 1
             else:
                 assert code == 137 and "received SIGTERM" not in logs, logs  # the engine's SIGKILL at 2 s
                 outcomes["before the init's first line"] += 1
-            containers.engine("rm", "-f", job, check=False)
         STOP_RACE[init] = outcomes
     print(STOP_RACE)
     if ENGINE == "podman":
