@@ -307,14 +307,16 @@ HANDLES_SIGTERM = (
 )
 
 
-def test_a_stop_right_after_start_finds_the_handler_as_often_as_under_tini(containers):
+def test_a_stop_right_after_start_is_held_until_the_job_handles_it(containers):
     """Where a stop sent at once after `run -d` lands, 10 times per init, printed in the summary and
     kept in BENCHMARKS.md. Each run ends one of three ways: the job's handler ran (0); the job had
     no handler yet and died of the SIGTERM (143); or the SIGTERM reached PID 1 before it could
     catch anything (an interpreter's first milliseconds), was discarded by the kernel, and the
     engine's SIGKILL ended it (137). sminit holds a stop that finds no handler in the job's first
-    second, so under podman the job's handler is missing in no more runs than under tini (under
-    Docker, whose stop comes within milliseconds, the init's own start is measured, not asserted)."""
+    second: every sminit run in which the job died of the SIGTERM must show that hold, run out
+    (the job took over a second to install its handler, as on a loaded machine), so on a quiet
+    machine its handler is never missing (and no more often than under tini, whose runs are
+    measured for that comparison, under either engine)."""
     for init, words in (("sminit", None), ("tini", ["tini", "--"])):
         options, leading = entrypoint(words) if words else ((), [])
         outcomes = {"handled": 0, "before the job's handler": 0, "before the init's first line": 0,
@@ -331,6 +333,10 @@ def test_a_stop_right_after_start_finds_the_handler_as_often_as_under_tini(conta
                 outcomes["handled"] += 1
             elif code == 143:
                 outcomes["before the job's handler"] += 1
+                if init == "sminit":
+                    # sminit's promise: a stop is held until the job handles it or its first second
+                    # ends. A job whose interpreter took longer (a loaded machine) is past the hold.
+                    assert "SIGTERM held:" in logs and "no process of the job handles it" in logs, logs
             elif "which handles it" in logs:
                 # Seen once in about 200 runs under podman on a busy machine, unexplained: sminit
                 # found the handler and sent it the SIGTERM, and the engine's SIGKILL came first.
@@ -341,9 +347,6 @@ def test_a_stop_right_after_start_finds_the_handler_as_often_as_under_tini(conta
                 outcomes["before the init's first line"] += 1
         STOP_RACE[init] = outcomes
     print(STOP_RACE)
-    if ENGINE == "podman":
-        missing = {init: outcomes["before the job's handler"] for init, outcomes in STOP_RACE.items()}
-        assert missing["sminit"] <= missing["tini"], STOP_RACE
 
 
 # 10 -----------------------------------------------------------------------------------------------
