@@ -122,21 +122,22 @@ class StopSequence:
             self.log.emit(level, f"dropped {signal_name(received)} (rewritten to 0)",
                           signal=None, received=signal_name(received), rule="dropped", targets=[], left=0)
             return
+        main = Proc(self.main_pid, self.main_pid, 0)
         if self.forward == "child":
             if not self.main_alive:
                 self.log.emit(level, f"no child to send {signal_name(signo)} to")
                 return
-            self.commands(level, [Proc(self.main_pid, self.main_pid, 0)])
-            sent = [Proc(self.main_pid, self.main_pid, 0)] if self.table.kill(self.main_pid, signo) else []
-            self.delivered(level, received, signo, "child", sent, None)
+            self.commands(level, [main])
+            self.delivered(level, received, signo, "child", [main] if self.send(main, signo) else [], None)
             return
         if self.forward == "group" or signo in GROUP_SIGNALS:
-            self.commands(level, [Proc(self.main_pid, self.main_pid, 0)])
+            self.commands(level, [main])
             self.delivered(level, received, signo, "group", self.signal_group(signo, None), None)
             return
         found = find_handlers(signo, self.main_pid, self.main_alive, self.table)
         if found.targets:
-            self.commands(level, found.targets)  # before the signal: a target may exit at once
+            # Before the signal: a target may exit at once, and a shell or relay right after it.
+            self.commands(level, [*found.targets, *(found.left or [])[:SHOWN_LEFT]])
             sent = [proc for proc in found.targets if self.send(proc, signo)]
             self.delivered(level, received, signo, "handlers", sent, found.left)
         elif purpose == "warn":

@@ -241,12 +241,21 @@ SIGNALS_TO_FORWARD = sorted(
 )
 
 
-def exit_record(stderr: str) -> dict:
-    """sminit's exit line from a --log-format json run."""
+def json_records(stderr: str) -> list[dict]:
+    """sminit's records from a --log-format json run's stderr."""
     import json
 
-    records = [json.loads(line) for line in stderr.splitlines() if line.startswith('{"ts"')]
-    return next(r for r in reversed(records) if r["msg"].startswith("exiting with"))
+    return [json.loads(line) for line in stderr.splitlines() if line.startswith('{"ts"')]
+
+
+def exit_record(stderr: str) -> dict:
+    """sminit's exit line from a --log-format json run."""
+    return next(r for r in reversed(json_records(stderr)) if r["msg"].startswith("exiting with"))
+
+
+def deliveries(stderr: str, signo: str | None = None) -> list[dict]:
+    """sminit's delivery records (those with a `rule`), of one signal if given."""
+    return [r for r in json_records(stderr) if "rule" in r and (signo is None or r["signal"] == signo)]
 
 
 class CgroupMaker:

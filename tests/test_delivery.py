@@ -5,14 +5,13 @@ server, a job that installs its handler late. Each in PID-1 mode and as a subrea
 
 from __future__ import annotations
 
-import json
 import signal
 import sys
 import time
 
 import pytest
 
-from conftest import PROGRAMS
+from conftest import PROGRAMS, deliveries, json_records
 from sminit.signals import signal_name
 
 PYTHON = sys.executable
@@ -20,14 +19,6 @@ TRAINER = [PYTHON, str(PROGRAMS / "trainer.py")]
 RELAY = [PYTHON, str(PROGRAMS / "relay.py")]
 LAUNCHER = [PYTHON, str(PROGRAMS / "launcher.py")]
 RECORDER_MAIN = [PYTHON, str(PROGRAMS / "recorder.py")]
-
-
-def records(run) -> list[dict]:
-    return [json.loads(line) for line in run.stderr().splitlines() if line.startswith('{"ts"')]
-
-
-def deliveries(run, signo: str | None = None) -> list[dict]:
-    return [r for r in records(run) if "rule" in r and (signo is None or r["signal"] == signo)]
 
 
 def trainer(checkpoint, *options: str) -> list[str]:
@@ -48,7 +39,7 @@ def test_the_training_process_alone_gets_the_stop_and_its_workers_survive_the_sa
     run.signal(signal.SIGTERM)
     assert run.wait() == 0
     assert checkpoint.read_text().count("part") == 5 and "trainer done" in run.lines
-    [delivery] = deliveries(run, "SIGTERM")
+    [delivery] = deliveries(run.stderr(), "SIGTERM")
     assert delivery["rule"] == "handlers" and len(delivery["targets"]) == 1 and delivery["left"] == 2
 
 
@@ -70,7 +61,7 @@ def test_the_warning_and_the_deadline_reach_the_training_process_only(start, as_
     assert (tmp_path / "model.ckpt.warn").read_text().count("part") == 5
     assert checkpoint.read_text().count("part") == 5
     assert "trainer done" in run.lines, (run.lines, run.stderr())
-    assert [d["rule"] for d in deliveries(run)] == ["handlers", "handlers"]
+    assert [d["rule"] for d in deliveries(run.stderr())] == ["handlers", "handlers"]
 
 
 def test_the_warning_goes_past_a_launcher_to_its_ranks_and_the_stop_to_the_launcher(start, as_pid1, tmp_path):
@@ -81,7 +72,7 @@ def test_the_warning_goes_past_a_launcher_to_its_ranks_and_the_stop_to_the_launc
     for rank in (0, 1):
         assert (tmp_path / f"rank-{rank}.warn").read_text().count("part") == 5
         assert (tmp_path / f"rank-{rank}").read_text().count("part") == 5
-    warning, stop = deliveries(run)
+    warning, stop = deliveries(run.stderr())
     assert warning["signal"] == "SIGUSR1" and len(warning["targets"]) == 2
     assert all("--tag rank" in command for command in warning["commands"])
     assert stop["signal"] == "SIGTERM" and len(stop["targets"]) == 1 and "launcher.py" in stop["commands"][0]
@@ -96,7 +87,7 @@ def test_the_toolkit_relay_is_not_signalled_and_relays_every_line_of_the_save(st
     assert run.wait() == 0
     assert checkpoint.read_text().count("part") == 5
     assert "relayed: trainer saved model.ckpt" in run.lines and "relayed: trainer done" in run.lines
-    [delivery] = deliveries(run, "SIGTERM")
+    [delivery] = deliveries(run.stderr(), "SIGTERM")
     assert "trainer.py" in delivery["commands"][0] and "relay.py" in delivery["left_running"][0]
 
 
@@ -152,7 +143,7 @@ def test_a_trapping_bash_and_the_python_below_both_get_it(start, as_pid1, tmp_pa
     assert run.wait() == 0
     run_lines = run.lines
     assert "bash-trapped" in run_lines and "trainer done" in run_lines and "bash-end" in run_lines
-    [delivery] = deliveries(run, "SIGTERM")
+    [delivery] = deliveries(run.stderr(), "SIGTERM")
     assert len(delivery["targets"]) == 2
 
 
@@ -166,7 +157,7 @@ def test_the_next_command_of_a_script_never_runs_on_unstopped(start, as_pid1, tm
     run.expect("b ready")
     assert run.wait() == 0  # b.py handles it: it saves and exits 0, then the script ends
     assert first.exists() and second.exists()
-    assert [len(d["targets"]) for d in deliveries(run, "SIGTERM")] == [1, 1]
+    assert [len(d["targets"]) for d in deliveries(run.stderr(), "SIGTERM")] == [1, 1]
     assert "delivering it again" in run.stderr()
 
 
@@ -176,7 +167,7 @@ def test_a_job_with_no_handler_gets_it_in_its_group_at_once(start, as_pid1):
     time.sleep(1.0)  # past the job's first second: nothing is held any more
     run.signal(signal.SIGTERM)
     assert run.wait() == 128 + signal.SIGTERM
-    assert [d["rule"] for d in deliveries(run)] == ["no_handler"]
+    assert [d["rule"] for d in deliveries(run.stderr())] == ["no_handler"]
     assert "never" not in run.lines
 
 
@@ -188,7 +179,7 @@ def test_a_daemonized_server_s_orphan_gets_it_and_the_tail_is_left_until_it_exit
     run.signal(signal.SIGTERM)
     assert run.wait() == 128 + signal.SIGTERM  # tail handles nothing: it gets SIGTERM after the server
     assert checkpoint.read_text().count("part") == 5
-    first, second = deliveries(run, "SIGTERM")
+    first, second = deliveries(run.stderr(), "SIGTERM")
     assert first["rule"] == "handlers" and "trainer.py" in first["commands"][0]
     assert second["rule"] == "no_handler"
 
@@ -202,7 +193,7 @@ def test_a_stop_at_50_ms_waits_for_a_handler_installed_at_400_ms(start, as_pid1,
     run.signal(signal.SIGTERM)
     assert run.wait() == 0
     assert checkpoint.read_text().count("part") == 5
-    rules = [d["rule"] for d in deliveries(run)]
+    rules = [d["rule"] for d in deliveries(run.stderr())]
     assert rules in (["held", "handlers"], ["handlers"])  # a slow start may find the handler at once
 
 
@@ -213,7 +204,7 @@ def test_a_stop_to_sleep_at_its_start_is_held_at_most_a_second(start, as_pid1):
     run.signal(signal.SIGTERM)
     assert run.wait() == 128 + signal.SIGTERM
     assert time.monotonic() - stopped < 1.0 + 2.0  # held for at most the first second, plus slack
-    assert [d["rule"] for d in deliveries(run)] == ["held", "no_handler"]
+    assert [d["rule"] for d in deliveries(run.stderr())] == ["held", "no_handler"]
 
 
 def _poll_records(run, timeout: float = 10):
@@ -221,7 +212,7 @@ def _poll_records(run, timeout: float = 10):
     deadline = time.monotonic() + timeout
     seen = 0
     while time.monotonic() < deadline:
-        found = records(run)
+        found = json_records(run.stderr())
         yield from found[seen:]
         seen = len(found)
         time.sleep(0.005)
@@ -258,7 +249,7 @@ def test_a_process_waiting_in_sigwaitinfo_handles_the_signal(start, as_pid1, beh
     run.signal(signal.SIGTERM)
     run.expect("got-42")
     assert run.wait() == 0
-    [delivery] = deliveries(run, "SIGTERM")
+    [delivery] = deliveries(run.stderr(), "SIGTERM")
     assert delivery["rule"] == "handlers"
     assert delivery["commands"][0].startswith(PYTHON)
 
@@ -272,7 +263,7 @@ def test_standard_and_real_time_signals_are_both_read_right(start, signo):
     run.expect(f"main got {signal_name(signo)}")
     run.signal(signal.SIGTERM)
     assert run.wait() == 0 and "shell-after 0" in run.lines
-    [delivery] = [d for d in deliveries(run) if d["received"] == signal_name(signo)]
+    [delivery] = [d for d in deliveries(run.stderr()) if d["received"] == signal_name(signo)]
     assert delivery["rule"] == "handlers" and "recorder.py" in delivery["commands"][0]
 
 
@@ -296,4 +287,4 @@ def test_a_waiter_that_execs_another_waiter_is_still_read_right(start, as_pid1):
     run.signal(signal.SIGTERM)
     run.expect("got-42")
     assert run.wait() == 0
-    assert [d["rule"] for d in deliveries(run)] == ["handlers", "handlers"]
+    assert [d["rule"] for d in deliveries(run.stderr())] == ["handlers", "handlers"]

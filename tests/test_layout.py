@@ -71,7 +71,8 @@ def test_nothing_heavy_is_imported_before_the_job_starts():
     loaded = set(result.stdout.split())
     assert "sminit.app" in loaded  # the probe probed
     assert not loaded & HEAVY, f"imported on the start-up path: {sorted(loaded & HEAVY)}"
-    later = {"sminit.stop", "sminit.loop", "sminit.proctree", "sminit.endings", "sminit.cgroup",
+    later = {"sminit.stop", "sminit.handlers", "sminit.loop", "sminit.proctree", "sminit.endings",
+             "sminit.cgroup",
              "sminit.check",
              "sminit.gpu", "sminit.sagemaker", "sminit.executable", "sminit.testing"}
     assert not loaded & later, f"imported before they are needed: {sorted(loaded & later)}"

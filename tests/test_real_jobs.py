@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import PROGRAMS
+from conftest import PROGRAMS, deliveries
 from sminit.testing import MlTree
 
 VENV = Path(os.environ.get("SMINIT_JOBS_VENV") or Path.home() / ".cache" / "sminit-tests" / "jobs-venv")
@@ -38,14 +38,6 @@ pytestmark = pytest.mark.skipif(MISSING is not None, reason=MISSING or "")
 JSON = ["--log-format", "json"]
 
 
-def records(run) -> list[dict]:
-    return [json.loads(line) for line in run.stderr().splitlines() if line.startswith('{"ts"')]
-
-
-def deliveries(run) -> list[dict]:
-    return [r for r in records(run) if "rule" in r]
-
-
 def checkpoint(path: Path) -> dict:
     """Load a torch checkpoint with the real torch: it fails on a partial file."""
     code = f"import torch, json; d = torch.load({str(path)!r}); print(json.dumps({{'step': int(d['step'])}}))"
@@ -63,7 +55,7 @@ def test_pytorch_dataloader_job_saves_its_checkpoint_when_stopped(start, as_pid1
     assert run.wait(timeout=90) == 0
     assert "done" in run.lines and checkpoint(path)["step"] >= 0
     assert "exited unexpectedly" not in run.stderr() and "Traceback" not in run.stderr()
-    [delivery] = deliveries(run)
+    [delivery] = deliveries(run.stderr())
     assert delivery["rule"] == "handlers" and delivery["targets"] and delivery["left"] >= 2  # the workers
 
 
@@ -87,7 +79,7 @@ def test_pytorch_dataloader_job_is_warned_then_stopped_at_the_max_runtime(start,
     assert run.wait(timeout=90) == 124
     warned, final = checkpoint(Path(f"{path}.warn")), checkpoint(path)
     assert final["step"] > warned["step"] and "done" in run.lines
-    assert [(d["signal"], d["rule"], len(d["targets"])) for d in deliveries(run)] == [
+    assert [(d["signal"], d["rule"], len(d["targets"])) for d in deliveries(run.stderr())] == [
         ("SIGUSR1", "handlers", 1), ("SIGTERM", "handlers", 1)]
     assert "exited unexpectedly" not in run.stderr()
 
@@ -102,7 +94,7 @@ def test_torchrun_gets_the_stop_and_its_ranks_save(start, as_pid1, tmp_path):
     assert code in (0, 1)  # torchrun exits 1 after relaying a stop (SignalException)
     for rank in (0, 1):
         assert checkpoint(tmp_path / f"rank-{rank}")["step"] > 0
-    [delivery] = deliveries(run)
+    [delivery] = deliveries(run.stderr())
     assert delivery["rule"] == "handlers" and len(delivery["targets"]) == 1
     assert "torchrun" in delivery["commands"][0]
 
@@ -117,7 +109,7 @@ def test_torchrun_warning_goes_past_torchrun_to_the_ranks(start, as_pid1, tmp_pa
     for rank in (0, 1):
         warned = checkpoint(tmp_path / f"rank-{rank}.warn")
         assert checkpoint(tmp_path / f"rank-{rank}")["step"] > warned["step"]
-    warning, stop = deliveries(run)
+    warning, stop = deliveries(run.stderr())
     assert warning["signal"] == "SIGUSR1" and len(warning["targets"]) == 2
     assert all("torch_rank.py" in command for command in warning["commands"])
     assert stop["signal"] == "SIGTERM" and "torchrun" in stop["commands"][0]
@@ -144,6 +136,6 @@ def test_the_training_toolkit_relays_the_script_s_save_and_exits_0(start, as_pid
     assert (tree.checkpoints / "model.ckpt").read_text().count("part") == 10
     assert "script: saved" in run.lines and "BrokenPipeError" not in run.stderr()
     assert tree.failure() is None
-    [delivery] = deliveries(run)
+    [delivery] = deliveries(run.stderr())
     assert "toolkit_script.py" in delivery["commands"][0] and delivery["left"] >= 1
     assert any("bin/train" in left for left in delivery["left_running"])  # the toolkit, not signalled

@@ -27,13 +27,14 @@ def save(name: str, step: int) -> None:
     print(f"rank {rank} saved {name}", flush=True)
 
 
-print(f"rank {rank} ready", flush=True)
 step = 0
 while True:
     if not requests:
         value = torch.ones(4)
         dist.all_reduce(value)  # both ranks in step, until one is stopped
         step += 1
+        if step == 1:
+            print(f"rank {rank} ready", flush=True)  # after a step: a checkpoint then has step > 0
         time.sleep(0.01)
         continue
     if requests.pop(0) == signal.SIGUSR1:
