@@ -1,3 +1,3 @@
 """sminit: a small PID-1 init for SageMaker and other ML containers."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

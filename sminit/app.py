@@ -8,7 +8,7 @@ import time
 
 from sminit import config as cli
 from sminit.child import SpawnError, controlling_terminal, original_environment, spawn
-from sminit.log import Collector, Log, quote_command, write_line
+from sminit.log import Log, quote_command, write_line
 from sminit.plan import Plan, resolve
 from sminit.signals import STOP_SIGNALS, signal_name
 
@@ -17,6 +17,10 @@ if TYPE_CHECKING:
     from sminit.endings import Witness
     from sminit.stop import StopSequence
 
+# Exit statuses of a shell or Python that could not run its script (126, 127: not executable or
+# not found; 2: Python's "can't open file"), and how soon after the start they suggest it.
+QUICK_FAILURES = (2, 126, 127)
+QUICK_FAILURE_SECONDS = 1.0
 # Characters of the command in the exit line: the facts after it must fit into the failure file.
 SHOWN_COMMAND = 160
 
@@ -34,12 +38,25 @@ def main(argv: list[str], original_mask: set[int]) -> int:
         if config.check:
             from sminit.check import run_check
 
-            return run_check(config, resolve(config, environ, Collector()), environ)
-        plan = resolve(config, environ, log)
+            return run_check(config, resolve(config, environ), environ)
+        plan = resolve(config, environ)
     except cli.UsageError as exc:
-        write_line(Log("error").fd, f"[sminit] {exc}\n")
+        report_usage_error(str(exc), *cli.json_wanted(argv, environ))
         return 125
     return Run(config, plan, environ, log, started, started_wall).execute(original_mask, parent)
+
+
+def report_usage_error(message: str, check_json: bool, log_json: bool) -> None:
+    """One line in the form asked for: a --check --json report on stdout, a JSON record, or text."""
+    if check_json:
+        import json
+
+        write_line(1, json.dumps({"ok": False, "usage_error": message, "problems": [message],
+                                  "warnings": []}) + "\n")
+    elif log_json:
+        Log("error", "json").error(message, status=125)
+    else:
+        write_line(Log("error").fd, f"[sminit] {message}\n")
 
 
 class Run:
@@ -53,6 +70,7 @@ class Run:
         self.log = log
         self.started = started
         self.started_wall = started_wall
+        self.spawned = started
 
     def execute(self, original_mask: set[int], parent: int) -> int:
         plan, log = self.plan, self.log
@@ -88,7 +106,7 @@ class Run:
         finally:
             if tty is not None:
                 os.close(tty)
-        spawned = time.monotonic()
+        spawned = self.spawned = time.monotonic()
         # Everything below runs while the command already does: none of it delays its start.
         from sminit.endings import Witness
         from sminit.loop import supervise
@@ -99,6 +117,12 @@ class Run:
         log.info(f"started {quote_command(plan.command)} as pid {pid} (mode {plan.mode}, "
                  f"grace {plan.grace:g} s, max runtime {runtime})",
                  pid=pid, mode=plan.mode, grace=plan.grace, max_runtime=plan.max_runtime)
+        if plan.mode == "train":
+            from sminit.sagemaker import config_files
+
+            _states, problems, warnings = config_files(self.config.ml_root)
+            for line in problems + warnings:  # the words of --check
+                log.warning(line)
         stop = StopSequence(
             log, pid, grace=plan.grace, cleanup_grace=self.config.cleanup_grace,
             forward=self.config.forward, rewrite=self.config.rewrite,
@@ -118,8 +142,11 @@ class Run:
         if requirement == "none" or (requirement == "auto" and self.plan.mode != "train"):
             return None
         from sminit.gpu import gpu_report
+        from sminit.log import Collector
 
-        report = gpu_report(requirement, self.plan.mode, self.config.ml_root, self.environ, self.log)
+        # What is wrong with resourceconfig.json is told once the job runs, with the other config
+        # files, in --check's words (sagemaker.config_files): not here a second time.
+        report = gpu_report(requirement, self.plan.mode, self.config.ml_root, self.environ, Collector())
         for warning in report.warnings:
             self.log.warning(warning)
         return report.problem
@@ -177,13 +204,23 @@ class Run:
         ending = witness.explain(status, stop.sent_sigkill, failed=code != 0)
         resources, usage = witness.resources(time.monotonic() - self.started)
         what = f"exiting with {code}: {self.shown_command()} {ending.what}"
-        reason = "; ".join([what, *ending.facts, *stop.events])
+        reason = "; ".join([what, *ending.facts, *self.quick_failure_hints(status), *stop.events])
         decided = stop.timed_out or stop.killing
         self.log.emit("warning" if decided and code else "info", f"{reason}; {resources}",
                       status=code, stopped_by=stop.stopped_by, **ending.fields, **usage)
         if code:
             self.write_failure(f"{reason}; {resources}")
         return code
+
+    def quick_failure_hints(self, status: int | None) -> list[str]:
+        """A job that exits 126, 127 or 2 within a second is most often one whose script a shell or
+        Python could not run: missing, or CRLF line endings (exec itself accepted the command)."""
+        if (status is None or not os.WIFEXITED(status) or os.WEXITSTATUS(status) not in QUICK_FAILURES
+                or time.monotonic() - self.spawned > QUICK_FAILURE_SECONDS):
+            return []
+        from sminit.executable import command_hints
+
+        return [f"hint: {hint}" for hint in command_hints(self.plan.command, self.environ.get("PATH"))]
 
     def write_failure(self, reason: str) -> None:
         if self.plan.mode != "train":

@@ -45,6 +45,11 @@ class Cgroup:
     def file(self, name: str) -> str | None:
         return _read(os.path.join(self.path, name))
 
+    def processes(self) -> list[int] | None:
+        """The pids in this cgroup (as this PID namespace numbers them: 0 for one outside it)."""
+        text = self.file("cgroup.procs")
+        return None if text is None else [int(word) for word in text.split() if word.isdigit()]
+
     def oom_kills(self) -> int | None:
         """Processes of this cgroup killed by the out-of-memory killer so far."""
         if self.version == 2:

@@ -8,15 +8,12 @@ from typing import Any
 from sminit.cgroup import find
 from sminit.config import Config
 from sminit.endings import size
-from sminit.executable import crlf_shebang, refusal
-from sminit.gpu import gpu_report, known_instance_type
-from sminit.log import Collector, quote_command, write_line
+from sminit.executable import command_hints, refusal
+from sminit.gpu import closest_instance_type, gpu_report, known_instance_type
+from sminit.log import Collector, plural, quote_command, write_line
 from sminit.plan import Plan
-from sminit.sagemaker import config_path, read_json, shape_problems
+from sminit.sagemaker import config_files
 from sminit.signals import signal_name
-
-ML_FILES = ("resourceconfig.json", "trainingjobconfig.json", "hyperparameters.json",
-            "inputdataconfig.json", "checkpointconfig.json")
 
 
 def can_reap_orphans() -> bool:
@@ -32,7 +29,8 @@ def can_reap_orphans() -> bool:
 
 
 def command_problems(plan: Plan, environ: dict[str, str]) -> list[str]:
-    """The command as exec would see it: found, executable, its #! interpreter there."""
+    """The command as exec would see it (found, executable, its #! interpreter there), then what
+    would fail it at once: a CRLF #! argument, an interpreter's script missing or CRLF."""
     if plan.problem:
         return [plan.problem[1]]
     if not plan.command:
@@ -41,8 +39,7 @@ def command_problems(plan: Plan, environ: dict[str, str]) -> list[str]:
     refused = refusal(plan.command[0], path)
     if refused:
         return [refused[1]]
-    crlf = crlf_shebang(plan.command[0], path)
-    return [crlf] if crlf else []
+    return command_hints(plan.command, path)
 
 
 TORCHRUN_SHUTDOWN_TIMEOUT = 30.0  # torchrun's --shutdown-timeout default (torch.distributed.run)
@@ -76,32 +73,17 @@ def torchrun_warning(command: list[str], grace: float) -> str | None:
             "checkpoint can use the whole grace")
 
 
-def config_files(ml_root: str) -> tuple[dict[str, str], list[str], list[str]]:
-    """Each config file's state (ok, missing, invalid), the problems and the warnings found."""
-    states, problems, warnings = {}, [], []
-    for name in ML_FILES:
-        collector = Collector()
-        value = read_json(config_path(ml_root, name), collector)
-        wrong = shape_problems(name, value) if isinstance(value, dict) else []
-        if collector.lines or wrong:
-            states[name] = "invalid"
-        else:
-            states[name] = "missing" if value is None else "ok"
-        problems += collector.lines  # not JSON, not a regular file, ...: sminit would say so and ignore it
-        warnings += [f"{config_path(ml_root, '')}{line}" for line in wrong]
-    return states, problems, warnings
-
-
 def resources(ml_root: str, environ: dict[str, str]) -> dict[str, Any]:
     """What the job will have (SPEC section 9): memory and CPU limits, /dev/shm, free space."""
     memory, cpu = find("memory", environ), find("cpu", environ)
     limit = memory.memory_limit() if memory else None
     cpus = cpu.cpu_limit() if cpu else None
     shm_dir = environ.get("SMINIT_SHM_DIR") or "/dev/shm"
+    exists = os.path.isdir(ml_root)
     return {
         "memory_limit": limit or None, "memory_limited": None if limit is None else bool(limit),
         "cpu_limit": cpus or None, "shm_dir": shm_dir, "shm_size": _space(shm_dir, total=True),
-        "ml_root_free": _space(ml_root, total=False),
+        "ml_root_exists": exists, "ml_root_free": _space(ml_root, total=False) if exists else None,
     }
 
 
@@ -131,8 +113,10 @@ def gather(config: Config, plan: Plan, environ: dict[str, str]) -> dict[str, Any
     if torchrun:
         warnings.append(torchrun)
     if gpus.instance_type and not known_instance_type(gpus.instance_type):
+        closest = closest_instance_type(gpus.instance_type)
+        typo = f"did you mean {closest}?" if closest else "a typo?"
         warnings.append(f"unknown instance type {gpus.instance_type} in resourceconfig.json: "
-                        "no GPU count is expected for it (a typo?)")
+                        f"no GPU count is expected for it ({typo})")
     return {
         "ok": not problems,
         "mode": plan.mode,
@@ -205,10 +189,16 @@ def render(report: dict[str, Any]) -> str:
         f"gpus:          {gpus['visible']} visible, {'none' if expected is None else expected} required, "
         f"host driver {gpus['driver_version'] or 'none'}",
         f"resources:     memory limit {memory}, CPU limit {cpus}, {found['shm_dir']} "
-        f"{_shown(found['shm_size'], 'bytes')}, {_shown(found['ml_root_free'], 'bytes')} free "
-        f"under {report['ml_root']}",
-        f"{report['ml_root']}: " + ", ".join(f"{name} {state}" for name, state in report["ml_files"].items()),
+        f"{_shown(found['shm_size'], 'bytes')}, " + (
+            f"{_shown(found['ml_root_free'], 'bytes')} free under {report['ml_root']}"
+            if found["ml_root_exists"] else f"{report['ml_root']} does not exist"),
+        f"{report['ml_root']}: " + (
+            ", ".join(f"{name} {state}" for name, state in report["ml_files"].items())
+            if found["ml_root_exists"] else "does not exist (no SageMaker tree here)"),
     ]
     lines += [f"warning:       {w}" for w in report["warnings"]]
-    lines += [f"problem:       {p}" for p in report["problems"]] or ["all checks passed"]
+    lines += [f"problem:       {p}" for p in report["problems"]]
+    if not report["problems"]:
+        warned = len(report["warnings"])
+        lines.append(f"no problems, {plural(warned, 'warning')}" if warned else "all checks passed")
     return "\n".join(lines) + "\n"

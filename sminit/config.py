@@ -279,5 +279,29 @@ def parse(argv: list[str], environ: dict[str, str]) -> Config:
     return config
 
 
+def json_wanted(argv: list[str], environ: dict[str, str]) -> tuple[bool, bool]:
+    """(--check --json, JSON logs) as asked for, read tolerantly: for a usage error, which form
+    its one line must take even when the rest of the command line did not parse."""
+    check = report = False
+    log_format = environ.get("SMINIT_LOG_FORMAT", "")
+    index = 0
+    while index < len(argv):
+        arg = argv[index]
+        index += 1
+        if arg == "--" or not arg.startswith("-") or arg == "-":
+            break
+        name, sep, inline = arg.partition("=") if arg.startswith("--") else (arg[:2], "", arg[2:])
+        name = _SHORT.get(name, name)
+        check, report = check or name == "--check", report or name == "--json"
+        if name in _OPTIONS and _OPTIONS[name][2] is not None and not (sep or inline):
+            value = argv[index] if index < len(argv) else ""
+            index += 1
+        else:
+            value = inline
+        if name == "--log-format":
+            log_format = value
+    return check and report, log_format.strip() == "json"
+
+
 def version_text() -> str:
     return f"sminit {__version__}\n"

@@ -12,12 +12,17 @@ import _signal
 
 from sminit.cgroup import Cgroup, find
 from sminit.log import plural
+from sminit.proctree import descends_from
 from sminit.signals import signal_name
 
 CRASHES: dict[int, str] = {
     _signal.SIGSEGV: "segmentation fault", _signal.SIGBUS: "bus error", _signal.SIGABRT: "aborted",
     _signal.SIGILL: "illegal instruction", _signal.SIGFPE: "arithmetic error",
 }
+
+# A /dev/shm this small gets the bus-error hint even when it is not full when sminit looks
+# (Docker's default is 64 MiB; a DataLoader batch of images can pass 100 MiB).
+SMALL_SHM = 512 << 20
 
 
 def size(count: int) -> str:
@@ -111,10 +116,16 @@ class Witness:
             return ""
         total, free = info.f_blocks * info.f_frsize, info.f_bfree * info.f_frsize
         stated = f": {self.shm_dir} is {size(total)}, {size(total - free)} used"
-        if free > total // 10:
+        if free <= total // 10:
+            full = "full"
+        elif total <= SMALL_SHM:
+            # Shared-memory segments are freed when the processes that held them die, so by the
+            # time sminit looks a small /dev/shm is rarely full any more.
+            full = "small enough that it may have been full when the process died"
+        else:
             return stated
-        # Full: the usual cause in containers (Docker's default is 64 MiB).
-        return stated + (" (full: PyTorch DataLoader workers pass batches through it; "
+        # The usual cause in containers (Docker's default is 64 MiB).
+        return stated + (f" ({full}: PyTorch DataLoader workers pass batches through it; "
                          "give it more, docker run --shm-size)")
 
     def _full_filesystems(self) -> list[tuple[list[str], str]]:
@@ -140,10 +151,17 @@ class Witness:
                                     f"(no free inodes, {info.f_files} in all)"))
         return full
 
+    def _cgroup_is_the_jobs(self) -> bool:
+        """Its peak is the job's only when every process in it is sminit or below it: outside a
+        container the cgroup is the whole login session's (the shell, the terminal, ...)."""
+        pids = self.memory.processes() if self.memory else None
+        me = os.getpid()
+        return bool(pids) and all(descends_from(pid, me) for pid in pids or ())
+
     def resources(self, run_time: float) -> tuple[str, dict[str, object]]:
         """Run time, CPU time of every process sminit reaped, and the peak memory: text and fields."""
         times = os.times()  # children_*: every process sminit reaped, and what they reaped
-        peak = self.memory.memory_peak() if self.memory else None
+        peak = self.memory.memory_peak() if self.memory and self._cgroup_is_the_jobs() else None
         source = "memory cgroup"
         if not peak:
             import resource  # only when the cgroup cannot tell: a shared library to load

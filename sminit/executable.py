@@ -1,5 +1,6 @@
 """Why exec would refuse a command, in the words of the 126/127 exit lines and `--check`
-(SPEC sections 2 and 8): not found, not executable, no #! interpreter, CRLF line endings."""
+(SPEC sections 2 and 8): not found, not executable, no #! interpreter, CRLF line endings; and
+what is wrong with the script an interpreter command (`sh train.sh`, `python train.py`) runs."""
 
 from __future__ import annotations
 
@@ -107,7 +108,7 @@ def crlf_shebang(name: str, path: str | None) -> str | None:
         return None
     line = _shown(shebang[0] + b" " + shebang[1])
     return (f"{found}: its #! line '{line}' ends in a carriage return (CRLF line endings?): "
-            f"the interpreter will be given '{_shown(shebang[1])}'")
+            f"the interpreter will be given '{_shown(shebang[1])}': convert it with dos2unix {found}")
 
 
 def explain_failure(name: str, code: int, path: str | None) -> tuple[int, str]:
@@ -119,3 +120,98 @@ def explain_failure(name: str, code: int, path: str | None) -> tuple[int, str]:
         return 126, (f"cannot execute {locate(name, path)}: No such file or directory, though the file "
                      "exists: its ELF interpreter (the dynamic loader) is missing; built for another system?")
     return 126, f"cannot execute {name}: {os.strerror(code)}"
+
+
+SHELL_NAMES = frozenset(("sh", "bash", "dash", "ash", "zsh", "ksh", "mksh"))
+# Interpreter options that take the next word as their value, so it is not the script.
+_VALUE_OPTIONS = {"shell": ("-o", "+o", "-O", "+O"), "python": ("-W", "-X", "-Q")}
+SCRIPT_HEAD_BYTES = 65536  # CRLF shows in the first lines of any script that has it
+
+
+def _interpreter_kind(name: str) -> str | None:
+    """'shell' for sh, bash and the like, 'python' for python, python3, python3.11; else None."""
+    if name in SHELL_NAMES:
+        return "shell"
+    version = name[len("python"):]
+    if name.startswith("python") and (not version or version.replace(".", "").isdigit()):
+        return "python"
+    return None
+
+
+def script_operand(command: list[str]) -> str | None:
+    """The script file an interpreter command runs (`bash -e train.sh` -> train.sh); None when the
+    command is no interpreter or runs no file (`sh -c ...`, `python -m ...`, `python -`)."""
+    kind = _interpreter_kind(os.path.basename(command[0])) if command else None
+    if kind is None:
+        return None
+    words = iter(command[1:])
+    for word in words:
+        if word == "--":
+            return next(words, None)
+        if word == "-":
+            return None
+        if word in _VALUE_OPTIONS[kind]:
+            next(words, None)
+            continue
+        if word.startswith("-") or (kind == "shell" and word.startswith("+")):
+            flags = "" if word.startswith("--") else word[1:]
+            if (kind == "shell" and "c" in flags) or (kind == "python" and flags[:1] in ("c", "m")):
+                return None  # the program is an argument, not a file
+            continue
+        return word
+    return None
+
+
+def _crlf(file: str) -> bool:
+    try:
+        with open(file, "rb") as handle:
+            return b"\r\n" in handle.read(SCRIPT_HEAD_BYTES)
+    except OSError:
+        return False
+
+
+def _shell_script(command: list[str], path: str | None) -> str | None:
+    """The file a shell will read: `sh train.sh`'s operand, or the command itself when its #! line
+    names a shell (`./train.sh` with #!/bin/bash, or #!/usr/bin/env bash)."""
+    if _interpreter_kind(os.path.basename(command[0])) == "shell":
+        return script_operand(command)
+    found = locate(command[0], path)
+    shebang = read_shebang(found) if found else None
+    if shebang is None:
+        return None
+    interpreter, argument = (os.path.basename(os.fsdecode(part).rstrip("\r")) for part in shebang)
+    return found if interpreter in SHELL_NAMES or (interpreter == "env" and argument in SHELL_NAMES) else None
+
+
+def script_problems(command: list[str], path: str | None) -> list[str]:
+    """What will make an interpreter command fail on its script: the file missing, a directory or
+    unreadable, or a shell script with CRLF line endings (each line's end is then part of its last
+    word: `python3 train.py` asks for 'train.py\\r')."""
+    if not command:
+        return []
+    interpreter = os.path.basename(command[0])
+    script = script_operand(command)
+    if script is not None:
+        where = "" if os.path.isabs(script) else f" (relative to {os.getcwd()})"
+        if not os.path.exists(script):
+            return [f"{interpreter} will be given the script {script}, which does not exist{where}"]
+        if os.path.isdir(script):
+            return [f"{interpreter} will be given the script {script}, which is a directory"]
+        if not os.access(script, os.R_OK):
+            return [f"{interpreter} will be given the script {script}, which it cannot read "
+                    "(no read permission)"]
+    shell_script = _shell_script(command, path)
+    if shell_script is None or not _crlf(shell_script):
+        return []
+    return [f"{shell_script} has CRLF (Windows) line endings: the shell takes each line's carriage return "
+            f"as part of its last word (python3 train.py asks for 'train.py\\r'): convert it with "
+            f"dos2unix {shell_script}, or sed -i 's/\\r$//' {shell_script}"]
+
+
+def command_hints(command: list[str], path: str | None) -> list[str]:
+    """What exec accepts but will fail the job at once: a #! argument ending in a carriage return
+    (env then looks for 'python3\\r'), and the script problems above."""
+    if not command or not command[0]:
+        return []
+    crlf = crlf_shebang(command[0], path)
+    return ([crlf] if crlf else []) + script_problems(command, path)

@@ -46,6 +46,20 @@ def known_instance_type(name: str) -> bool:
     return name in GPU_COUNTS or (len(parts) == 3 and parts[0] == "ml" and parts[1] in OTHER_FAMILIES)
 
 
+# Sizes instance families come in, to name the known types an unknown one may be a typo of.
+SIZES = ("medium", "large", "xlarge", "2xlarge", "4xlarge", "8xlarge", "9xlarge", "12xlarge", "16xlarge",
+         "18xlarge", "24xlarge", "32xlarge", "48xlarge", "metal")
+
+
+def closest_instance_type(name: str) -> str | None:
+    """The known type an unknown name is most likely a typo of (ml.p4d.24xlarg -> ml.p4d.24xlarge)."""
+    import difflib  # --check only
+
+    known = [*GPU_COUNTS, *(f"ml.{family}.{size}" for family in sorted(OTHER_FAMILIES) for size in SIZES)]
+    found = difflib.get_close_matches(name, known, n=1, cutoff=0.8)
+    return found[0] if found else None
+
+
 DEFAULT_LIB_DIRS = (
     "/lib", "/lib64", "/usr/lib", "/usr/lib64", "/usr/local/lib",
     "/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib/aarch64-linux-gnu",
@@ -145,7 +159,9 @@ def gpu_report(requirement: str, mode: str, ml_root: str, environ: dict[str, str
     report.driver_version = host_driver_version(version_file)
     if report.expected is not None and report.visible < report.expected:
         report.problem = (f"GPU check failed: {report.visible} NVIDIA GPUs visible in {dev_dir}, "
-                          f"{report.expected} required by {report.expected_from}")
+                          f"{report.expected} required by {report.expected_from}: give the container "
+                          "its GPUs (docker run --gpus all), or, running without them on purpose "
+                          "(locally, on a CPU), pass --require-gpus none (SMINIT_REQUIRE_GPUS=none)")
     if report.driver_version:
         variable = environ.get("SMINIT_LIB_DIRS")
         searched = [*DEFAULT_LIB_DIRS, *environ.get("LD_LIBRARY_PATH", "").split(":")]

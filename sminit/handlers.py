@@ -13,13 +13,15 @@ from __future__ import annotations
 import os
 import sys
 
+from sminit.executable import SHELL_NAMES
 from sminit.fds import above_stdio
 from sminit.proctree import (Proc, alive, below, children_by_parent, lists_children, read, signal_process,
                              subtree)
 
 # rt_sigtimedwait's number, by machine: the system call behind sigwait, sigwaitinfo, sigtimedwait.
 _SIGTIMEDWAIT = {"x86_64": 128, "aarch64": 137}.get(os.uname().machine)
-SHELLS = frozenset({"sh", "bash", "dash", "ash", "zsh", "ksh", "mksh", "busybox"})
+# Shells are looked through; busybox is the process name of its shell applet.
+SHELLS = SHELL_NAMES | {"busybox"}
 _SHOWN_ARGS = 200  # characters of a command line in a log line
 
 

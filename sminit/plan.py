@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from sminit.config import Config, UsageError
-from sminit.log import Log
+from sminit.log import Collector
 
 GRACE_DEFAULTS = {"train": 110.0, "serve": 25.0, "none": 10.0}
 ROLES = ("train", "serve")
@@ -62,7 +62,7 @@ def _warning_time(warn_before: float | None, max_runtime: float | None, source: 
     return warn_before
 
 
-def resolve(config: Config, environ: dict[str, str], log: Log) -> Plan:
+def resolve(config: Config, environ: dict[str, str]) -> Plan:
     """Decide mode, command, grace and max runtime per SPEC sections 1 and 3."""
     operands = config.command
     problem = None
@@ -84,11 +84,12 @@ def resolve(config: Config, environ: dict[str, str], log: Log) -> Plan:
     max_runtime = config.max_runtime
     source: str | None = "option"
     if max_runtime is None and mode == "train":
-        # Only train mode reads /opt/ml, so only it imports the readers.
+        # Only train mode reads /opt/ml, so only it imports the readers. What is wrong with the
+        # file is told once the job runs, with the other config files (sagemaker.config_files).
         from sminit.sagemaker import config_path, max_runtime_seconds, read_json
 
-        path = config_path(config.ml_root, "trainingjobconfig.json")
-        max_runtime = max_runtime_seconds(read_json(path, log), path, log)
+        path, quiet = config_path(config.ml_root, "trainingjobconfig.json"), Collector()
+        max_runtime = max_runtime_seconds(read_json(path, quiet), path, quiet)
         source = path
     if not max_runtime:
         max_runtime, source = None, None

@@ -48,6 +48,19 @@ def _stat(pid: int) -> tuple[int, int, int, bytes, int] | None:
     return int(fields[1]), int(fields[2]), int(fields[19]), fields[0], int(fields[17])
 
 
+def descends_from(pid: int, ancestor: int) -> bool:
+    """Whether pid is ancestor or below it, by the parents /proc names; a pid that is gone (or 0,
+    a process outside this PID namespace) is not."""
+    for _ in range(4096):  # a parent chain is never this long; a cycle read mid-change must end
+        if pid == ancestor:
+            return True
+        stat = _stat(pid) if pid > 0 else None
+        if stat is None or stat[0] == pid:
+            return False
+        pid = stat[0]
+    return False
+
+
 def children_by_parent() -> dict[int, list[Proc]]:
     """Every live process on the system, listed under its parent's pid (one /proc walk). Zombies
     are left out: they cannot handle or die of anything, and their children are already another's."""

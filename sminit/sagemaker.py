@@ -6,7 +6,7 @@ import errno
 import os
 import stat
 
-from sminit.log import Log
+from sminit.log import Collector, Log
 
 MAX_CONFIG_BYTES = 16 * 1024 * 1024
 FAILURE_BYTES = 1024
@@ -68,7 +68,7 @@ def max_runtime_seconds(job_config: object, path: str, log: Log) -> float | None
         return None
     seconds = sound_runtime(value)
     if seconds is None:
-        log.warning(f"{path}: StoppingCondition.MaxRuntimeInSeconds is {value!r}, ignored")
+        log.warning(f"{path}: StoppingCondition.MaxRuntimeInSeconds {runtime_problem(value)}; ignored")
     return seconds
 
 
@@ -77,6 +77,15 @@ def sound_runtime(value: object) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 10**9:
         return None
     return float(value)
+
+
+def runtime_problem(value: object) -> str:
+    """What is wrong with a MaxRuntimeInSeconds that sound_runtime refuses, in words."""
+    shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
+    if isinstance(value, str):
+        return (f"is {shown}, a string: it must be a JSON number of seconds "
+                f"({value.strip() if value.strip().isdigit() else '3600'}, without quotes)")
+    return f"is {shown}, expected seconds, a positive number below 10^9"
 
 
 def write_failure(ml_root: str, reason: str, log: Log, started_at: float) -> bool:
@@ -167,5 +176,27 @@ def shape_problems(name: str, value: dict) -> list[str]:
         if condition is not None and not isinstance(condition, dict):
             wrong("StoppingCondition", condition, "an object")
         elif runtime is not None and sound_runtime(runtime) is None:
-            wrong("StoppingCondition.MaxRuntimeInSeconds", runtime, "seconds, a positive number")
+            found.append(f"{name}: StoppingCondition.MaxRuntimeInSeconds {runtime_problem(runtime)}")
     return found
+
+
+ML_FILES = ("resourceconfig.json", "trainingjobconfig.json", "hyperparameters.json",
+            "inputdataconfig.json", "checkpointconfig.json")
+
+
+def config_files(ml_root: str) -> tuple[dict[str, str], list[str], list[str]]:
+    """Each config file's state (ok, missing, invalid), the problems (not JSON, not a regular
+    file, ...) and the warnings (a wrongly shaped value) found: `--check` lists them, a train-mode
+    run logs each as a warning line in the same words."""
+    states, problems, warnings = {}, [], []
+    for name in ML_FILES:
+        collector = Collector()
+        value = read_json(config_path(ml_root, name), collector)
+        wrong = shape_problems(name, value) if isinstance(value, dict) else []
+        if collector.lines or wrong:
+            states[name] = "invalid"
+        else:
+            states[name] = "missing" if value is None else "ok"
+        problems += collector.lines
+        warnings += [f"{config_path(ml_root, '')}{line}" for line in wrong]
+    return states, problems, warnings

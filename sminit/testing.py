@@ -18,7 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from collections.abc import Mapping, Sequence
 
-import psutil
+try:
+    import psutil
+except ModuleNotFoundError as missing:  # installed without the extra: say which one
+    raise ModuleNotFoundError("sminit's testing kit needs psutil and pytest: pip install 'sminit[test]'",
+                              name=missing.name) from None
 
 from sminit.signals import parse_signal
 

@@ -189,21 +189,37 @@ SHARED_BATCH = (
 )
 
 
+# PyTorch unlinks each segment once mapped: it is freed when the process dies, so /dev/shm is
+# empty again by the time sminit looks.
+UNLINKED_BATCH = SHARED_BATCH.replace("shared = mmap",
+                                      "os.unlink(os.path.join(sys.argv[1], 'batch'))\nshared = mmap")
+RAISED_BUS_ERROR = "import os, signal, sys\nos.kill(os.getpid(), signal.SIGBUS)\n"
+
+
 @NEEDS_ROOT_MOUNTS
-def test_a_bus_error_states_the_size_and_use_of_dev_shm(tmp_path):
+@pytest.mark.parametrize("tmpfs, program, size_shown, hint", [
+    ("1m", SHARED_BATCH, "1.0 MiB", "(full: PyTorch DataLoader workers pass batches through it"),
+    ("1m", UNLINKED_BATCH, "1.0 MiB", "(small enough that it may have been full when the process died: "
+                                      "PyTorch DataLoader workers pass batches through it"),
+    ("1g", RAISED_BUS_ERROR, "1.0 GiB", None),  # a large, empty /dev/shm: the bus error is not its doing
+])
+def test_a_bus_error_states_the_size_and_use_of_dev_shm(tmp_path, tmpfs, program, size_shown, hint):
     shm = tmp_path / "shm"
     shm.mkdir()
     ml = make_ml_root(tmp_path / "ml")
-    command = [*SMINIT, *train_options(ml), "--", sys.executable, "-c", SHARED_BATCH, str(shm)]
-    result = subprocess.run(with_tmpfs([("1m", str(shm))], command), capture_output=True, text=True,
-                            timeout=30,
-                            env=env(SMINIT_SHM_DIR=str(shm)))
+    command = [*SMINIT, *train_options(ml), "--", sys.executable, "-c", program, str(shm)]
+    result = subprocess.run(with_tmpfs([(tmpfs, str(shm))], command), capture_output=True, text=True,
+                            timeout=30, preexec_fn=no_core, env=env(SMINIT_SHM_DIR=str(shm)))
     assert result.returncode == 128 + signal.SIGBUS, result.stderr
     record = exit_record(result.stderr)
     assert "was killed by SIGBUS (bus error): " in record["msg"]
-    assert re.search(rf"{re.escape(str(shm))} is 1\.0 MiB, [\d.]+ [KM]iB used", record["msg"]), record["msg"]
-    assert "(full: PyTorch DataLoader workers pass batches through it" in record["msg"]
-    assert "bus error" in failure(ml) and f"{shm} is 1.0 MiB" in failure(ml)
+    assert re.search(rf"{re.escape(str(shm))} is {re.escape(size_shown)}, [\d.]+ [KM]?i?B used",
+                     record["msg"]), record["msg"]
+    if hint:
+        assert hint in record["msg"] and "docker run --shm-size" in failure(ml)
+    else:
+        assert "--shm-size" not in record["msg"] and "full" not in record["msg"]
+    assert "bus error" in failure(ml) and f"{shm} is {size_shown}" in failure(ml)
 
 
 # -- full disks ------------------------------------------------------------------------------------
@@ -283,6 +299,26 @@ def test_resources_at_every_exit_without_a_cgroup():
     assert record["peak_memory_source"] == "largest reaped process" and record["peak_memory"] >= 64 << 20
     assert re.search(r"; ran [\d.]+ s, CPU [\d.]+ s user \+ [\d.]+ s system, peak memory [\d.]+ MiB "
                      r"\(largest reaped process\)$", record["msg"]), record["msg"]
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_peak_memory_comes_from_the_cgroup_only_when_it_is_the_job_s_own(memory_cgroup, shared):
+    group = memory_cgroup(1 << 30)
+    # Outside a container the cgroup is the session's: a process that is no descendant of sminit
+    # (here a sleep put there first) makes its peak someone else's too.
+    outsider = subprocess.Popen(["sleep", "60"], preexec_fn=CgroupMaker.enter(group)) if shared else None
+    try:
+        result = run_sminit(["--log-format", "json", "--", sys.executable, "-c", HOLD], env=env(),
+                            preexec_fn=CgroupMaker.enter(group))
+    finally:
+        if outsider is not None:
+            outsider.kill()
+            outsider.wait()
+    assert result.returncode == 0, result.stderr
+    record = exit_record(result.stderr)
+    source = "largest reaped process" if shared else "memory cgroup"
+    assert record["peak_memory_source"] == source and record["peak_memory"] >= 64 << 20
+    assert record["msg"].endswith(f"({source})")
 
 
 def test_text_exit_line_carries_the_resources_too():

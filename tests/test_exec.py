@@ -32,8 +32,8 @@ def error_line(stderr: str) -> str:
     return lines[0]
 
 
-def check(*args: str, **extra: str) -> tuple[int, dict]:
-    result = run_sminit(["--check", "--json", *args], env=env(**extra))
+def check(*args: str, cwd: Path | None = None, **extra: str) -> tuple[int, dict]:
+    result = run_sminit(["--check", "--json", *args], env=env(**extra), cwd=cwd)
     return result.returncode, json.loads(result.stdout)
 
 
@@ -126,7 +126,84 @@ def test_env_shebang_with_crlf_is_a_check_problem(tmp_path):
     code, report = check("--", str(path))
     assert code == 125
     assert report["problems"] == [f"{path}: its #! line '/usr/bin/env python3\\r' ends in a carriage return "
-                                  "(CRLF line endings?): the interpreter will be given 'python3\\r'"]
+                                  "(CRLF line endings?): the interpreter will be given 'python3\\r': "
+                                  f"convert it with dos2unix {path}"]
+
+
+def exit_line(stderr: str) -> str:
+    lines = [line for line in stderr.splitlines() if line.startswith("[sminit] exiting with ")]
+    assert len(lines) == 1, stderr
+    return lines[0]
+
+
+def test_env_shebang_with_crlf_gets_its_hint_in_the_exit_line(tmp_path):
+    # exec accepts it; env exits 127 saying "python3\r" is not found: the run says why too.
+    path = script(tmp_path, "crlf.py", b"#!/usr/bin/env python3\r\nprint('hi')\r\n")
+    result = run_sminit(["--", str(path)], env=env())
+    assert result.returncode == 127
+    assert (f"exited with 127; hint: {path}: its #! line '/usr/bin/env python3\\r' ends in a carriage return"
+            in exit_line(result.stderr))
+
+
+# A shell script written on Windows: `python3 train.py\r` asks for 'train.py\r', Python exits 2.
+CRLF_SHELL_SCRIPT = b"#!/bin/sh\r\necho starting\r\npython3 mytrain.py\r\n"
+CRLF_WORDS = ("has CRLF (Windows) line endings: the shell takes each line's carriage return as part of its "
+              "last word")
+
+
+@pytest.mark.parametrize("interpreter", [["/bin/sh"], ["bash", "-e"], ["sh", "-x", "--"]])
+def test_a_crlf_script_run_by_a_shell_is_a_check_problem_and_a_hint_in_the_exit_line(tmp_path, interpreter):
+    script(tmp_path, "train.sh", CRLF_SHELL_SCRIPT, mode=0o644)
+    script(tmp_path, "mytrain.py", b"print('trained')\n")
+    command = [*interpreter, "train.sh"]
+    code, report = check("--", *command, cwd=tmp_path)
+    assert code == 125 and len(report["problems"]) == 1
+    problem = report["problems"][0]
+    assert problem.startswith(f"train.sh {CRLF_WORDS}") and "dos2unix train.sh" in problem
+    result = run_sminit(["--", *command], env=env(PATH=os.environ["PATH"]), cwd=tmp_path)
+    assert result.returncode == 2, result.stderr  # python3's "can't open file '.../mytrain.py\r'"
+    assert "can't open file" in result.stderr and "mytrain.py" in result.stderr
+    assert f"exited with 2; hint: train.sh {CRLF_WORDS}" in exit_line(result.stderr)
+
+
+def test_a_crlf_script_executed_through_its_own_shell_shebang_is_a_check_problem(tmp_path):
+    path = script(tmp_path, "train.sh", b"#!/bin/bash\n" + CRLF_SHELL_SCRIPT.split(b"\n", 1)[1])
+    code, report = check("--", str(path))
+    assert code == 125 and report["problems"][0].startswith(f"{path} {CRLF_WORDS}")
+
+
+@pytest.mark.parametrize("command, code", [(["python3", "-u", "missing.py"], 2),
+                                           (["sh", "missing.sh"], 2),  # dash says 2, bash 127
+                                           (["bash", "missing.sh"], 127)])
+def test_an_interpreter_s_missing_script_is_a_check_problem_and_a_hint(tmp_path, command, code):
+    expected = (f"{command[0]} will be given the script {command[-1]}, which does not exist "
+                f"(relative to {tmp_path})")
+    status, report = check("--", *command, cwd=tmp_path)
+    assert status == 125 and report["problems"] == [expected]
+    result = run_sminit(["--", *command], env=env(), cwd=tmp_path)
+    assert result.returncode == code, result.stderr
+    assert f"exited with {code}; hint: {expected}" in exit_line(result.stderr)
+
+
+def test_a_directory_as_the_script_is_a_check_problem(tmp_path):
+    (tmp_path / "job").mkdir()
+    status, report = check("--", "python3", "job", cwd=tmp_path)
+    assert status == 125
+    assert report["problems"] == ["python3 will be given the script job, which is a directory"]
+
+
+@pytest.mark.parametrize("command", [["sh", "-c", "exit 0"], ["python3", "-m", "json.tool", "--help"],
+                                     ["python3", "-c", "pass"], ["bash", "-ec", "true"], ["python3", "-"]])
+def test_interpreters_that_run_no_file_are_not_checked_for_one(tmp_path, command):
+    status, report = check("--", *command, cwd=tmp_path)
+    assert status == 0 and report["problems"] == [], report
+
+
+def test_a_late_exit_2_gets_no_script_hint(tmp_path):
+    # Past the first second a 2 is the job's own (argparse's usage error, say), not its script's.
+    path = script(tmp_path, "train.sh", b"sleep 1.2\nexit 2\r\n", mode=0o644)
+    result = run_sminit(["--", "sh", str(path)], env=env())
+    assert result.returncode == 2 and "hint:" not in exit_line(result.stderr)
 
 
 def test_a_sound_script_passes_check(tmp_path):

@@ -310,6 +310,8 @@ def test_gpu_check(tmp_path, gpus, resource, requirement, extra, code):
     assert marker.exists() == (code == 0)
     if code:
         assert "GPU check failed" in result.stderr and "GPU check failed" in failure(ml)
+        # What to do about it, in the failure file too (FailureReason shows its first 1 KB).
+        assert "docker run --gpus all" in failure(ml) and "--require-gpus none" in failure(ml)
 
 
 def test_explicit_gpu_count_applies_in_every_mode(tmp_path):
@@ -361,13 +363,15 @@ def check(ml: Path, *args: str, **extra: str):
 
 def test_check_json_ok(tmp_path):
     ml = make_ml_root(tmp_path / "ml", job=job_config(900))
-    code, report, result = check(ml, "--", "train", SMINIT_TRAIN_CMD="python3 train.py",
+    script = tmp_path / "train.py"
+    script.write_text("print('training')\n")
+    code, report, result = check(ml, "--", "train", SMINIT_TRAIN_CMD=f"python3 {script}",
                                  SMINIT_DEV_DIR=str(dev_dir(tmp_path, 8)))
     assert code == 0, report
     assert {"ok", "mode", "command", "grace", "max_runtime", "pid1", "subreaper", "gpus",
             "problems"} <= report.keys()
     assert report["ok"] is True and report["problems"] == []
-    assert report["mode"] == "train" and report["command"] == ["python3", "train.py"]
+    assert report["mode"] == "train" and report["command"] == ["python3", str(script)]
     assert report["grace"] == 110 and report["max_runtime"] == 900
     assert report["pid1"] is False and report["subreaper"] is True
     assert report["gpus"] == {"visible": 8, "expected": 8, "driver_version": None}
@@ -390,6 +394,51 @@ def test_check_text_and_no_command(tmp_path):
     result = run_sminit(["--check", "--ml-root", str(ml)], env=env())
     assert result.returncode == 0, result.stdout
     assert "mode:          train" in result.stdout and "all checks passed" in result.stdout
+
+
+def test_check_says_when_the_ml_root_does_not_exist(tmp_path):
+    missing = tmp_path / "opt-ml"
+    result = run_sminit(["--check", "--ml-root", str(missing), "--", "true"], env=env())
+    assert result.returncode == 0, result.stdout
+    assert f", {missing} does not exist\n" in result.stdout and " free under " not in result.stdout
+    assert f"\n{missing}: does not exist (no SageMaker tree here)\n" in result.stdout
+    code, report, _ = check(missing, "--", "true")
+    assert report["resources"]["ml_root_exists"] is False and report["resources"]["ml_root_free"] is None
+    _, report, _ = check(tmp_path, "--", "true")
+    assert report["resources"]["ml_root_exists"] is True and report["resources"]["ml_root_free"] > 0
+
+
+@pytest.mark.parametrize("args, variables", [
+    (["--check", "--json", "--grace", "abc"], {}),
+    (["--json", "--check", "--bogus"], {}),
+    (["--check", "--json"], {"SMINIT_GRACE": "x"}),
+])
+def test_a_usage_error_in_check_json_is_a_json_report(args, variables):
+    result = run_sminit(args, env=env(**variables))
+    assert result.returncode == 125 and result.stderr == ""
+    report = json.loads(result.stdout)
+    assert report["ok"] is False and report["problems"] == [report["usage_error"]]
+    assert "invalid value" in report["usage_error"] or "unknown option" in report["usage_error"]
+
+
+@pytest.mark.parametrize("args, variables", [
+    (["--grace", "x", "--", "true"], {"SMINIT_LOG_FORMAT": "json"}),
+    (["--log-format", "json", "--grace", "x", "--", "true"], {}),
+    (["--log-format=json", "--mode", "sometimes", "--", "true"], {}),
+])
+def test_a_usage_error_with_json_logs_is_one_json_record(args, variables, tmp_path):
+    marker = tmp_path / "ran"
+    result = run_sminit([*args[:-1], "touch", str(marker)], env=env(**variables))
+    assert result.returncode == 125 and result.stdout == "" and not marker.exists()
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    record = json.loads(lines[0])
+    assert record["level"] == "error" and record["status"] == 125 and "invalid value for" in record["msg"]
+
+
+def test_a_usage_error_in_text_mode_stays_one_text_line():
+    result = run_sminit(["--grace", "x", "--", "true"], env=env())
+    assert result.returncode == 125 and result.stderr.startswith("[sminit] invalid value for --grace")
 
 
 def test_check_text_shows_every_setting_that_changes_behaviour(tmp_path):
@@ -418,7 +467,13 @@ def test_check_json_shows_the_same_settings(tmp_path):
 
 @pytest.mark.parametrize("name, value, expected", [
     ("trainingjobconfig.json", {"StoppingCondition": {"MaxRuntimeInSeconds": "soon"}},
-     "trainingjobconfig.json: StoppingCondition.MaxRuntimeInSeconds is 'soon', expected seconds"),
+     "trainingjobconfig.json: StoppingCondition.MaxRuntimeInSeconds is 'soon', a string: it must be a JSON "
+     "number of seconds (3600, without quotes)"),
+    ("trainingjobconfig.json", {"StoppingCondition": {"MaxRuntimeInSeconds": "86400"}},
+     "StoppingCondition.MaxRuntimeInSeconds is '86400', a string: it must be a JSON number of seconds "
+     "(86400, without quotes)"),
+    ("trainingjobconfig.json", {"StoppingCondition": {"MaxRuntimeInSeconds": -5}},
+     "StoppingCondition.MaxRuntimeInSeconds is -5, expected seconds, a positive number"),
     ("hyperparameters.json", {"epochs": 3}, "hyperparameters.json: 'epochs' is 3, expected a string"),
     ("resourceconfig.json", {**OLD_THREE_KEYS, "hosts": "algo-1"}, "resourceconfig.json: hosts is 'algo-1'"),
     ("checkpointconfig.json", {"LocalPath": 5}, "checkpointconfig.json: LocalPath is 5, expected a string"),
@@ -440,7 +495,13 @@ def test_check_warns_of_an_unknown_instance_type(tmp_path):
     code, report, _ = check(ml, "--", "true")
     assert code == 0
     assert report["warnings"] == ["unknown instance type ml.p4d.24xlarg in resourceconfig.json: "
-                                  "no GPU count is expected for it (a typo?)"]
+                                  "no GPU count is expected for it (did you mean ml.p4d.24xlarge?)"]
+    result = run_sminit(["--check", "--ml-root", str(ml), "--", "true"], env=env())
+    assert result.stdout.endswith("\nno problems, 1 warning\n"), result.stdout
+    (ml / "input" / "config" / "resourceconfig.json").write_text(
+        json.dumps({**P4D_TWO_HOSTS, "current_instance_type": "ml.nonsense"}))
+    assert check(ml, "--", "true")[1]["warnings"] == [
+        "unknown instance type ml.nonsense in resourceconfig.json: no GPU count is expected for it (a typo?)"]
     for known in ("ml.m5.xlarge", "ml.trn1.32xlarge", "ml.g5.48xlarge"):
         (ml / "input" / "config" / "resourceconfig.json").write_text(
             json.dumps({**P4D_TWO_HOSTS, "current_instance_type": known}))
@@ -478,9 +539,23 @@ def test_bad_config_files_give_one_warning_and_never_stop_the_job(tmp_path, kind
     result = run_sminit(["--ml-root", str(ml), "--mode", "train", "--", "true"], env=env(), timeout=20)
     assert result.returncode == 0 and "Traceback" not in result.stderr
     warnings = [line for line in result.stderr.splitlines() if "warning:" in line]
-    about_resource = [line for line in warnings if "resourceconfig.json" in line]
-    assert len(about_resource) == 1
+    about_resource = [line.split("warning: ", 1)[1] for line in warnings if "resourceconfig.json" in line]
+    # The run says what --check says about the file, in the same words, once each.
+    _, report, _ = check(ml, "--mode", "train", "--", "true")
+    checked = [line for line in report["problems"] + report["warnings"] if "resourceconfig.json" in line]
+    assert about_resource == checked and len(checked) == (3 if kind == "wrong-types" else 1)
     assert len([line for line in warnings if "trainingjobconfig.json" in line]) == 1
+
+
+def test_invalid_hyperparameters_are_reported_the_same_by_check_and_by_a_run(tmp_path):
+    ml = make_ml_root(tmp_path / "ml", resource=OLD_THREE_KEYS)
+    (ml / "input" / "config" / "hyperparameters.json").write_text('{"epochs": 3,}')
+    code, report, _ = check(ml, "--", "true")
+    line = f"{ml}/input/config/hyperparameters.json: not valid JSON, ignored"
+    assert code == 125 and report["problems"] == [line]
+    assert report["ml_files"]["hyperparameters.json"] == "invalid"
+    result = run_sminit(["--ml-root", str(ml), "--require-gpus", "none", "--", "true"], env=env())
+    assert result.returncode == 0 and f"[sminit] warning: {line}\n" in result.stderr
 
 
 def test_missing_config_files_are_silent(tmp_path):
@@ -542,13 +617,15 @@ def test_example_shell_entrypoint_with_forward_group_dies_of_the_sigterm(start, 
     (["{torchrun}", "--shutdown-timeout", "120", "train.py"], "110", False),
     (["{torchrun}", "--shutdown_timeout=60", "train.py"], "110", True),
     (["{python}", "-m", "torch.distributed.run", "--nproc_per_node=2", "train.py"], "110", True),
-    (["{python}", "train.py"], "110", False),
+    (["{python}", "{script}"], "110", False),
 ])
 def test_check_warns_when_torchrun_would_kill_its_ranks_before_its_grace(tmp_path, command, grace, warned):
     torchrun = tmp_path / "torchrun"
     torchrun.write_text("#!/bin/sh\n")
     torchrun.chmod(0o755)
-    words = [word.format(torchrun=torchrun, python=sys.executable) for word in command]
+    script = tmp_path / "train.py"
+    script.write_text("")
+    words = [word.format(torchrun=torchrun, python=sys.executable, script=script) for word in command]
     code, report, _ = check(tmp_path / "no-ml", "--grace", grace, "--", *words)
     assert code == 0, report
     found = [w for w in report["warnings"] if w.startswith("torchrun kills its ranks")]

@@ -83,16 +83,26 @@ def base_image(engine) -> str:
     return base
 
 
+# What a developer's checkout holds beside the source, planted in the build context: the image
+# must hold none of it (.dockerignore, and the wheel built in a stage of its own).
+NOT_FOR_THE_IMAGE = (".venv/sminit-planted-venv", ".venv-dev/sminit-planted-venv-dev",
+                     "build/sminit-planted-build", ".git/sminit-planted-git", "dist/sminit-planted-dist")
+
+
 @pytest.fixture(scope="session")
 def image(engine, base_image):
     """Dockerfile.example itself, built from this checkout on the stand-in base (only its FROM
-    swapped, by the BASE_IMAGE build argument), offline; removed at the end of the session."""
+    swapped, by the BASE_IMAGE build argument), offline; removed at the end of the session. The
+    context is the checkout as a developer has it: a venv, build/ and .git beside the source."""
     tag = f"localhost/sminit-test-image:{SESSION}"
     with tempfile.TemporaryDirectory() as context:
-        for name in checkout_files():
+        for name in [*checkout_files(), *NOT_FOR_THE_IMAGE]:
             target = Path(context) / name
             target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / name, target)
+            if name in NOT_FOR_THE_IMAGE:
+                target.write_text("planted by the container tests\n")
+            else:
+                shutil.copy2(ROOT / name, target)
         engine("build", "--network=none", "--build-arg", f"BASE_IMAGE={base_image}", "-f",
                str(Path(context) / "Dockerfile.example"), "-t", tag, context, timeout=600)
     yield tag

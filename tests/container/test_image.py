@@ -8,16 +8,19 @@ from __future__ import annotations
 import json
 import os
 import re
+import tarfile
 import time
 import urllib.request
+import uuid
 from datetime import datetime
 from pathlib import Path
 
 import psutil
 import pytest
 
-from container.engine import ENGINE, LABEL, STOP_RACE, free_port
+from container.engine import ENGINE, LABEL, ROOT, STOP_RACE, free_port
 from ptys import finish, pty_session, read_until
+from sminit import __version__
 from sminit.testing import MlTree
 
 pytestmark = [pytest.mark.container, pytest.mark.timeout(600)]
@@ -404,8 +407,61 @@ def test_a_bus_error_under_the_default_dev_shm_is_explained_in_the_failure_file(
     assert re.search(shm, failure)
 
 
+def test_the_image_holds_no_venv_build_output_git_or_source(engine, image, tmp_path):
+    """Every layer of the image, the base's included: nothing from the developer's checkout
+    beyond the installed package (a file in a layer stays in the image even if removed later)."""
+    from container.conftest import NOT_FOR_THE_IMAGE
+
+    archive = tmp_path / "image.tar"
+    engine("save", "-o", str(archive), image, timeout=300)
+    found: list[str] = []
+    layers = 0
+    with tarfile.open(archive) as outer:
+        for member in outer.getmembers():
+            if not member.isfile():
+                continue
+            handle = outer.extractfile(member)
+            try:
+                inner = tarfile.open(fileobj=handle)
+            except tarfile.TarError:
+                continue  # the manifest and the image's configuration
+            layers += 1
+            with inner:
+                found += [name for name in inner.getnames() if any(
+                    Path(planted).name in name for planted in NOT_FOR_THE_IMAGE)
+                    or "/sminit/tests/" in name or name.startswith("src/")]
+    assert layers >= 2 and found == []
+    # The package itself is there, installed from the wheel.
+    shown = engine("run", "--rm", "--network=none", "--entrypoint", "sminit", image, "--version")
+    assert shown.stdout == f"sminit {__version__}\n"
+
+
+def test_the_dockerignore_keeps_the_checkout_s_venv_build_and_git_out_of_the_context(engine, base_image,
+                                                                                       tmp_path):
+    """What `docker build .` sends from a checkout: the source, never .venv, build/ or .git."""
+    from container.conftest import NOT_FOR_THE_IMAGE
+
+    context = tmp_path / "context"
+    for name in [".dockerignore", "setup.cfg", "sminit/__init__.py", *NOT_FOR_THE_IMAGE]:
+        target = context / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes((ROOT / name).read_bytes() if (ROOT / name).is_file() else b"planted\n")
+    (context / "Probe.Dockerfile").write_text(f"FROM {base_image}\nCOPY . /context\n")
+    tag = f"localhost/sminit-test-context:{uuid.uuid4().hex[:12]}"
+    engine("build", "--network=none", "-f", str(context / "Probe.Dockerfile"), "-t", tag, str(context),
+           timeout=300)
+    try:
+        listed = engine("run", "--rm", "--network=none", "--entrypoint", "find", tag, "/context",
+                        "-type", "f")
+    finally:
+        engine("rmi", "-f", tag, check=False)
+    copied = sorted(line.removeprefix("/context/") for line in listed.stdout.split())
+    assert copied == sorted([".dockerignore", "Probe.Dockerfile", "setup.cfg", "sminit/__init__.py"])
+
+
 def test_nothing_is_left_registered(engine):
     """Runs last in this file: no container of this session is left, running or not, and the
     engine wrote nothing where the tests run (conmon's "oom" file lands in its own folder)."""
     assert engine("ps", "-aq", "--filter", f"label={LABEL}").stdout.split() == []
     assert not Path("oom").exists()
+
