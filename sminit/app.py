@@ -9,7 +9,7 @@ import time
 from sminit import config as cli
 from sminit.child import SpawnError, controlling_terminal, original_environment, spawn
 from sminit.log import Log, quote_command, write_line
-from sminit.plan import Plan, resolve
+from sminit.plan import JOB_MODES, Plan, resolve
 from sminit.signals import STOP_SIGNALS, signal_name
 
 TYPE_CHECKING = False  # typing's own would cost an import at every start; mypy knows this name
@@ -114,13 +114,14 @@ class Run:
 
         witness = Witness(self.environ, self.config.ml_root)
         runtime = f"{plan.max_runtime:g} s" if plan.max_runtime else "none"
-        log.info(f"started {quote_command(plan.command)} as pid {pid} (mode {plan.mode}, "
+        local = ", SageMaker local mode" if plan.local else ""
+        log.info(f"started {quote_command(plan.command)} as pid {pid} (mode {plan.mode}{local}, "
                  f"grace {plan.grace:g} s, max runtime {runtime})",
-                 pid=pid, mode=plan.mode, grace=plan.grace, max_runtime=plan.max_runtime)
-        if plan.mode == "train":
+                 pid=pid, mode=plan.mode, local=plan.local, grace=plan.grace, max_runtime=plan.max_runtime)
+        if plan.mode in JOB_MODES:
             from sminit.sagemaker import config_files
 
-            _states, problems, warnings = config_files(self.config.ml_root)
+            _states, problems, warnings = config_files(self.config.ml_root, plan.mode)
             for line in problems + warnings:  # the words of --check
                 log.warning(line)
         stop = StopSequence(
@@ -139,7 +140,7 @@ class Run:
     def check_gpus(self) -> str | None:
         """The NVIDIA check of SPEC section 6, when this plan requires GPUs."""
         requirement = self.config.require_gpus
-        if requirement == "none" or (requirement == "auto" and self.plan.mode != "train"):
+        if requirement == "none" or (requirement == "auto" and self.plan.mode not in JOB_MODES):
             return None
         from sminit.gpu import gpu_report
         from sminit.log import Collector
@@ -188,7 +189,7 @@ class Run:
     def fail(self, code: int, message: str) -> int:
         """sminit's own decision not to run: one error line, the failure file, the status."""
         self.log.error(f"exiting with {code}: {message}", status=code)
-        self.write_failure(f"exiting with {code}: {message}")
+        self.report_ending(f"exiting with {code}: {message}")
         return code
 
     def finish(self, status: int | None, stop: StopSequence, witness: Witness) -> int:
@@ -209,7 +210,7 @@ class Run:
         self.log.emit("warning" if decided and code else "info", f"{reason}; {resources}",
                       status=code, stopped_by=stop.stopped_by, **ending.fields, **usage)
         if code:
-            self.write_failure(f"{reason}; {resources}")
+            self.report_ending(f"{reason}; {resources}")
         return code
 
     def quick_failure_hints(self, status: int | None) -> list[str]:
@@ -222,10 +223,18 @@ class Run:
 
         return [f"hint: {hint}" for hint in command_hints(self.plan.command, self.environ.get("PATH"))]
 
-    def write_failure(self, reason: str) -> None:
-        if self.plan.mode != "train":
+    def report_ending(self, reason: str) -> None:
+        """A non-zero exit, explained where the platform shows it: the failure file (training),
+        the message file (processing), the termination log (Kubernetes, in every mode)."""
+        if self.plan.mode not in JOB_MODES and self.plan.termination_log is None:
             return
-        from sminit.sagemaker import write_failure
+        from sminit import reports
 
-        one_line = reason.replace("\n", " ")  # as in the log: a command's source may hold newlines
-        write_failure(self.config.ml_root, f"sminit: {one_line}\n", self.log, self.started_wall)
+        # One line, as in the log: a command's source may hold newlines.
+        text = "sminit: " + reason.replace("\n", " ") + "\n"
+        if self.plan.mode == "train":
+            reports.write_failure(self.config.ml_root, text, self.log, self.started_wall)
+        elif self.plan.mode == "processing":
+            reports.write_exit_message(self.config.ml_root, text, self.log, self.started_wall)
+        if self.plan.termination_log is not None:
+            reports.write_termination_log(self.plan.termination_log, text, self.log)

@@ -103,7 +103,7 @@ def _space(path: str, total: bool) -> int | None:
 def gather(config: Config, plan: Plan, environ: dict[str, str]) -> dict[str, Any]:
     problems = command_problems(plan, environ)
     death = config.parent_death_signal
-    files, file_problems, warnings = config_files(config.ml_root)
+    files, file_problems, warnings = config_files(config.ml_root, plan.mode)
     gpus = gpu_report(config.require_gpus, plan.mode, config.ml_root, environ, Collector())
     if gpus.problem:
         problems.append(gpus.problem)
@@ -120,6 +120,9 @@ def gather(config: Config, plan: Plan, environ: dict[str, str]) -> dict[str, Any
     return {
         "ok": not problems,
         "mode": plan.mode,
+        "local": plan.local,
+        "termination_log": plan.termination_log if plan.termination_log and os.path.isfile(
+            plan.termination_log) else None,
         "command": plan.command or None,
         "grace": plan.grace,
         "cleanup_grace": config.cleanup_grace,
@@ -167,6 +170,15 @@ def _shown(value: int | float | None, unit: str = "") -> str:
     return size(int(value)) if unit == "bytes" else f"{value:g}{unit}"
 
 
+def _ending_files(report: dict[str, Any]) -> str:
+    """Where a non-zero exit will be explained besides the log."""
+    files = {"train": ["output/failure"], "processing": ["output/message"]}.get(report["mode"], [])
+    shown = [f"{report['ml_root'].rstrip('/')}/{name}" for name in files]
+    if report["termination_log"]:
+        shown.append(f"{report['termination_log']} (Kubernetes)")
+    return ", ".join(shown) or "the log only"
+
+
 def render(report: dict[str, Any]) -> str:
     gpus, found = report["gpus"], report["resources"]
     runtime = report["max_runtime"]
@@ -175,7 +187,7 @@ def render(report: dict[str, Any]) -> str:
     cpus = _shown(found["cpu_limit"]) if found["cpu_limit"] else "none"
     expected = gpus["expected"]
     lines = [
-        f"mode:          {report['mode']}",
+        f"mode:          {report['mode']}{' (SageMaker local mode)' if report['local'] else ''}",
         f"command:       {quote_command(report['command'] or []) or '(none)'}",
         f"grace:         {report['grace']:g} s (cleanup {report['cleanup_grace']:g} s)",
         f"max runtime:   {f'{runtime:g} s from ' + str(report['max_runtime_source']) if runtime else 'none'}",
@@ -185,6 +197,7 @@ def render(report: dict[str, Any]) -> str:
         f"parent death:  {report['parent_death_signal'] or 'not watched'}",
         f"signals to:    {FORWARD_WORDS[report['forward']]}",
         f"pid 1:         {'yes' if report['pid1'] else 'no'}",
+        f"endings to:    {_ending_files(report)}",
         f"reaps orphans: {'yes' if report['subreaper'] else 'NO'}",
         f"gpus:          {gpus['visible']} visible, {'none' if expected is None else expected} required, "
         f"host driver {gpus['driver_version'] or 'none'}",

@@ -17,16 +17,18 @@ grace period before SIGKILL.
 
 options (each also read from the environment variable shown; default in brackets):
   -t, --grace SECONDS            stop signal to SIGKILL          SMINIT_GRACE
-                                 [110 train, 25 serve, 10 none]
+                                 [110 train and processing,
+                                 25 serve, 8 none and local mode]
       --cleanup-grace SECONDS    leftovers after the child       SMINIT_CLEANUP_GRACE
                                  exits: SIGTERM to SIGKILL [5]
       --max-runtime SECONDS      local deadline, 0 = none        SMINIT_MAX_RUNTIME
-                                 [train: MaxRuntimeInSeconds of
-                                 trainingjobconfig.json; else none]
+                                 [train, processing: the job's
+                                 MaxRuntimeInSeconds; else none]
       --warn-before SECONDS      warn signal this long before    SMINIT_WARN_BEFORE
                                  the deadline [off]
       --warn-signal SIG          the warn signal [USR1]          SMINIT_WARN_SIGNAL
-      --mode MODE                train, serve, none, auto [auto] SMINIT_MODE
+      --mode MODE                train, serve, processing, none, SMINIT_MODE
+                                 auto [auto]
       --ml-root PATH             the SageMaker tree [/opt/ml]    SMINIT_ML_ROOT
       --forward WHERE            handlers: the first process in  SMINIT_FORWARD
                                  each line of descent that
@@ -50,7 +52,7 @@ failed --check), 126 command cannot be executed, 127 command not found.
 """
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
-MODES = ("auto", "train", "serve", "none")
+MODES = ("auto", "train", "serve", "processing", "none")
 FORWARDS = ("handlers", "group", "child")
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off", "")

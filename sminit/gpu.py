@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 
 from sminit.log import Log
-from sminit.sagemaker import config_path, read_json
+from sminit.plan import JOB_MODES
+from sminit.sagemaker import config_path, processing_config_path, processing_instance_type, read_json
 
 
 def _family(prefix: str, sizes: dict[str, int]) -> dict[str, int]:
@@ -30,6 +31,9 @@ GPU_COUNTS: dict[str, int] = {
     "ml.p5e.48xlarge": 8,
     "ml.p5en.48xlarge": 8,
     "ml.p6-b200.48xlarge": 8,
+    # SageMaker local mode (the Python SDK's instance_type): local_gpu means at least one.
+    "local": 0,
+    "local_gpu": 1,
 }
 
 # Families without an NVIDIA GPU (any size): general purpose, compute, memory, burstable, AWS
@@ -111,16 +115,25 @@ def host_driver_version(path: str) -> str | None:
 
 
 def expected_gpus(requirement: str, mode: str, ml_root: str, log: Log) -> tuple[int | None, str]:
+    """GPUs required and by what: --require-gpus N, else the instance type of a training job
+    (resourceconfig.json) or a processing job (processingjobconfig.json)."""
     if requirement.isdigit():
         return int(requirement), "--require-gpus"
-    if requirement != "auto" or mode != "train":
+    if requirement != "auto" or mode not in JOB_MODES:
         return None, ""
-    path = config_path(ml_root, "resourceconfig.json")
-    resource = read_json(path, log)
-    instance_type = resource.get("current_instance_type") if isinstance(resource, dict) else None
+    if mode == "processing":
+        path = processing_config_path(ml_root, "processingjobconfig.json")
+        instance_type = processing_instance_type(read_json(path, log))
+        key = "ProcessingResources.ClusterConfig."
+    else:
+        path = config_path(ml_root, "resourceconfig.json")
+        resource = read_json(path, log)
+        instance_type = resource.get("current_instance_type") if isinstance(resource, dict) else None
+        key = ""
     if not isinstance(instance_type, str):
         if instance_type is not None:  # optional: older jobs lack it, but it is never a non-string
-            log.warning(f"{path}: current_instance_type is {instance_type!r}, not a string; ignored")
+            name = "InstanceType" if key else "current_instance_type"
+            log.warning(f"{path}: {key}{name} is {instance_type!r}, not a string; ignored")
         return None, ""
     return GPU_COUNTS.get(instance_type), instance_type
 
@@ -153,7 +166,7 @@ def gpu_report(requirement: str, mode: str, ml_root: str, environ: dict[str, str
     dev_dir = environ.get("SMINIT_DEV_DIR") or "/dev"
     report.visible = visible_gpus(dev_dir, environ)
     report.expected, report.expected_from = expected_gpus(requirement, mode, ml_root, log)
-    if requirement == "auto" and mode == "train":
+    if requirement == "auto" and mode in JOB_MODES:
         report.instance_type = report.expected_from or None
     version_file = environ.get("SMINIT_DRIVER_VERSION_FILE") or "/proc/driver/nvidia/version"
     report.driver_version = host_driver_version(version_file)

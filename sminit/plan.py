@@ -7,8 +7,18 @@ import os
 from sminit.config import Config, UsageError
 from sminit.log import Collector
 
-GRACE_DEFAULTS = {"train": 110.0, "serve": 25.0, "none": 10.0}
+# SageMaker sends SIGKILL 120 s after a training or processing job's SIGTERM, 30 s after an
+# endpoint's. `docker stop`, `podman stop` and Docker Compose (SageMaker local mode) send it 10 s
+# after: sminit's own SIGKILL at 8 s leaves 2 s for the kill, the reaping and the exit line (4 ms
+# for a 10 MiB job here, 0.8 s for 8 GiB: the kernel frees the memory first, 0.1 s a GiB).
+GRACE_DEFAULTS = {"train": 110.0, "serve": 25.0, "processing": 110.0, "none": 8.0}
+LOCAL_GRACE = 8.0
+# current_instance_type in SageMaker local mode (the Python SDK's instance_type).
+LOCAL_INSTANCE_TYPES = ("local", "local_gpu")
 ROLES = ("train", "serve")
+# The modes of a SageMaker job with a configuration: max runtime, GPU check, config files checked.
+JOB_MODES = ("train", "processing")
+TERMINATION_LOG = "/dev/termination-log"  # Kubernetes' default terminationMessagePath
 
 
 class Plan:
@@ -16,8 +26,10 @@ class Plan:
 
     def __init__(self, mode: str, command: list[str], grace: float, max_runtime: float | None,
                  max_runtime_source: str | None, warn_before: float | None, problem: tuple[int, str] | None,
-                 warnings: list[str]) -> None:
+                 warnings: list[str], local: bool = False, termination_log: str | None = None) -> None:
         self.mode = mode
+        self.local = local  # SageMaker local mode: Docker Compose, SIGKILL 10 s after SIGTERM
+        self.termination_log = termination_log  # Kubernetes' file, where it exists; None: off
         self.command = command
         self.grace = grace
         self.max_runtime = max_runtime  # None: no limit
@@ -72,27 +84,43 @@ def resolve(config: Config, environ: dict[str, str]) -> Plan:
     else:
         command = list(operands)
     mode = config.mode
+    resources = os.path.join(config.ml_root, "input", "config", "resourceconfig.json")
     if mode == "auto":
         if role:
             mode = role
-        elif "TRAINING_JOB_NAME" in environ or os.path.exists(
-                os.path.join(config.ml_root, "input", "config", "resourceconfig.json")):
+        elif os.path.exists(os.path.join(config.ml_root, "config", "processingjobconfig.json")):
+            mode = "processing"
+        elif "TRAINING_JOB_NAME" in environ or os.path.exists(resources):
             mode = "train"
         else:
             mode = "none"
-    grace = config.grace if config.grace is not None else GRACE_DEFAULTS[mode]
+    local = mode in ROLES and os.path.exists(resources) and _instance_type(resources) in LOCAL_INSTANCE_TYPES
+    if config.grace is not None:
+        grace = config.grace
+    else:
+        grace = LOCAL_GRACE if local else GRACE_DEFAULTS[mode]
     max_runtime = config.max_runtime
     source: str | None = "option"
-    if max_runtime is None and mode == "train":
-        # Only train mode reads /opt/ml, so only it imports the readers. What is wrong with the
-        # file is told once the job runs, with the other config files (sagemaker.config_files).
-        from sminit.sagemaker import config_path, max_runtime_seconds, read_json
+    if max_runtime is None and mode in JOB_MODES:
+        # Only these modes read the job's configuration, so only they import the readers. What is
+        # wrong with the file is told once the job runs, with the other config files.
+        from sminit.sagemaker import job_config_path, max_runtime_seconds, read_json
 
-        path, quiet = config_path(config.ml_root, "trainingjobconfig.json"), Collector()
+        path, quiet = job_config_path(config.ml_root, mode), Collector()
         max_runtime = max_runtime_seconds(read_json(path, quiet), path, quiet)
         source = path
     if not max_runtime:
         max_runtime, source = None, None
     warnings: list[str] = []
     warn_before = _warning_time(config.warn_before, max_runtime, source, warnings)
-    return Plan(mode, command, grace, max_runtime, source, warn_before, problem, warnings)
+    termination_log = environ.get("SMINIT_TERMINATION_LOG", TERMINATION_LOG) or None
+    return Plan(mode, command, grace, max_runtime, source, warn_before, problem, warnings, local,
+                termination_log)
+
+
+def _instance_type(path: str) -> object:
+    """current_instance_type of a resourceconfig.json; what is wrong with the file is told later."""
+    from sminit.sagemaker import read_json
+
+    resource = read_json(path, Collector())
+    return resource.get("current_instance_type") if isinstance(resource, dict) else None

@@ -1,19 +1,30 @@
-"""The SageMaker tree under the ml-root: tolerant readers of its JSON files, the failure file."""
+"""The SageMaker tree under the ml-root: tolerant readers of its JSON files and their shapes."""
 
 from __future__ import annotations
 
-import errno
 import os
 import stat
 
 from sminit.log import Collector, Log
 
 MAX_CONFIG_BYTES = 16 * 1024 * 1024
-FAILURE_BYTES = 1024
 
 
 def config_path(ml_root: str, name: str) -> str:
+    """A training job's (and local mode's) config file: <ml-root>/input/config/NAME."""
     return os.path.join(ml_root, "input", "config", name)
+
+
+def processing_config_path(ml_root: str, name: str) -> str:
+    """A processing job's config file: <ml-root>/config/NAME (AWS's documentation)."""
+    return os.path.join(ml_root, "config", name)
+
+
+def job_config_path(ml_root: str, mode: str) -> str:
+    """The file with the job's StoppingCondition: processingjobconfig.json or trainingjobconfig.json."""
+    if mode == "processing":
+        return processing_config_path(ml_root, "processingjobconfig.json")
+    return config_path(ml_root, "trainingjobconfig.json")
 
 
 def read_json(path: str, log: Log, shape: type = dict) -> object | None:
@@ -59,7 +70,8 @@ def read_json(path: str, log: Log, shape: type = dict) -> object | None:
 
 
 def max_runtime_seconds(job_config: object, path: str, log: Log) -> float | None:
-    """StoppingCondition.MaxRuntimeInSeconds from trainingjobconfig.json, if sound."""
+    """StoppingCondition.MaxRuntimeInSeconds from trainingjobconfig.json or
+    processingjobconfig.json (the same key in both), if sound."""
     if not isinstance(job_config, dict):
         return None
     condition = job_config.get("StoppingCondition")
@@ -86,51 +98,6 @@ def runtime_problem(value: object) -> str:
         return (f"is {shown}, a string: it must be a JSON number of seconds "
                 f"({value.strip() if value.strip().isdigit() else '3600'}, without quotes)")
     return f"is {shown}, expected seconds, a positive number below 10^9"
-
-
-def write_failure(ml_root: str, reason: str, log: Log, started_at: float) -> bool:
-    """Write <ml-root>/output/failure unless anything is already there: the first writer wins.
-
-    O_EXCL refuses any existing entry, a symlink (even dangling) included, so nothing the
-    job wrote is overwritten, appended to or written through. Only where output/ exists;
-    started_at (wall clock) tells a file the job wrote from one an earlier run left.
-    """
-    output = os.path.join(ml_root, "output")
-    if not os.path.isdir(output):
-        log.info(f"no failure file: {output} does not exist (SageMaker creates it; "
-                 "a hand-made tree may lack it)")
-        return False
-    path = os.path.join(output, "failure")
-    # Cut at 1024 bytes without splitting a UTF-8 character: FailureReason keeps the head.
-    data = reason.encode("utf-8", "replace")[:FAILURE_BYTES].decode("utf-8", "ignore").encode()
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
-    except OSError as exc:
-        if exc.errno == errno.EEXIST:
-            log.info(f"{path} already exists: {_who_wrote(path, started_at)}; not overwritten")
-        else:
-            log.warning(f"cannot write {path}: {exc.strerror}")
-        return False
-    try:
-        os.write(fd, data)
-    except OSError as exc:
-        log.warning(f"cannot write {path}: {exc.strerror}")
-    finally:
-        os.close(fd)
-    return True
-
-
-def _who_wrote(path: str, started_at: float) -> str:
-    try:
-        modified = os.lstat(path).st_mtime
-    except OSError:
-        return "left as it is"
-    if modified >= started_at - 0.05:  # file times come from a coarse clock, a tick behind
-        return "the job wrote it"
-    import time
-
-    stamp = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(modified))
-    return f"left by an earlier run (last written {stamp}; remove it before reusing the tree)"
 
 
 # For each file, the keys that sminit or the training toolkit reads, and what each must be.
@@ -170,7 +137,11 @@ def shape_problems(name: str, value: dict) -> list[str]:
         for key, item in value.items():
             if not isinstance(item, dict):
                 wrong(repr(key), item, "an object (the channel's settings)")
-    elif name == "trainingjobconfig.json":
+    if name == "processingjobconfig.json":
+        instance_type = processing_instance_type(value)
+        if instance_type is not None and not isinstance(instance_type, str):
+            wrong("ProcessingResources.ClusterConfig.InstanceType", instance_type, "a string")
+    if name in ("trainingjobconfig.json", "processingjobconfig.json"):
         condition = value.get("StoppingCondition")
         runtime = condition.get("MaxRuntimeInSeconds") if isinstance(condition, dict) else None
         if condition is not None and not isinstance(condition, dict):
@@ -180,23 +151,33 @@ def shape_problems(name: str, value: dict) -> list[str]:
     return found
 
 
+def processing_instance_type(job_config: object) -> object:
+    """ProcessingResources.ClusterConfig.InstanceType of processingjobconfig.json, None if absent."""
+    resources = job_config.get("ProcessingResources") if isinstance(job_config, dict) else None
+    cluster = resources.get("ClusterConfig") if isinstance(resources, dict) else None
+    return cluster.get("InstanceType") if isinstance(cluster, dict) else None
+
+
 ML_FILES = ("resourceconfig.json", "trainingjobconfig.json", "hyperparameters.json",
             "inputdataconfig.json", "checkpointconfig.json")
+PROCESSING_FILES = ("processingjobconfig.json", "resourceconfig.json")
 
 
-def config_files(ml_root: str) -> tuple[dict[str, str], list[str], list[str]]:
+def config_files(ml_root: str, mode: str = "train") -> tuple[dict[str, str], list[str], list[str]]:
     """Each config file's state (ok, missing, invalid), the problems (not JSON, not a regular
-    file, ...) and the warnings (a wrongly shaped value) found: `--check` lists them, a train-mode
-    run logs each as a warning line in the same words."""
+    file, ...) and the warnings (a wrongly shaped value) found: `--check` lists them, a run in
+    train or processing mode logs each as a warning line in the same words."""
+    processing = mode == "processing"
+    where = processing_config_path if processing else config_path
     states, problems, warnings = {}, [], []
-    for name in ML_FILES:
+    for name in PROCESSING_FILES if processing else ML_FILES:
         collector = Collector()
-        value = read_json(config_path(ml_root, name), collector)
+        value = read_json(where(ml_root, name), collector)
         wrong = shape_problems(name, value) if isinstance(value, dict) else []
         if collector.lines or wrong:
             states[name] = "invalid"
         else:
             states[name] = "missing" if value is None else "ok"
         problems += collector.lines
-        warnings += [f"{config_path(ml_root, '')}{line}" for line in wrong]
+        warnings += [f"{where(ml_root, '')}{line}" for line in wrong]
     return states, problems, warnings

@@ -47,3 +47,30 @@ def make_ml_root(root: Path, resource: dict | None = P4D_TWO_HOSTS, job: dict | 
         if value is not None:
             (config / name).write_text(json.dumps(value))
     return root
+
+
+def processing_tree(root: Path, max_runtime: object = 3600, instance_type: str = "ml.m5.xlarge",
+                    output: bool = True) -> Path:
+    """/opt/ml as a processing job has it (AWS's documentation): config/processingjobconfig.json,
+    config/resourceconfig.json, the processing/ folders, and output/ for the message file."""
+    (root / "config").mkdir(parents=True)
+    job = {
+        "ProcessingJobArn": "arn:aws:sagemaker:us-east-1:123456789012:processing-job/sminit-test",
+        "ProcessingJobName": "sminit-test",
+        "AppSpecification": {"ImageUri": "sminit-test", "ContainerEntrypoint": None,
+                             "ContainerArguments": None},
+        "Environment": {},
+        "ProcessingInputs": [{"InputName": "input-1", "S3Input": {"LocalPath": "/opt/ml/processing/input"}}],
+        "ProcessingOutputConfig": {"Outputs": []},
+        "ProcessingResources": {"ClusterConfig": {"InstanceCount": 1, "InstanceType": instance_type,
+                                                  "VolumeSizeInGB": 30}},
+        "RoleArn": "arn:aws:iam::123456789012:role/sminit-test",
+        "StoppingCondition": {"MaxRuntimeInSeconds": max_runtime},
+    }
+    (root / "config" / "processingjobconfig.json").write_text(json.dumps(job))
+    (root / "config" / "resourceconfig.json").write_text(json.dumps({"current_host": "algo-1",
+                                                                      "hosts": ["algo-1"]}))
+    (root / "processing" / "input").mkdir(parents=True)
+    if output:
+        (root / "output").mkdir()
+    return root

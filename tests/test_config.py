@@ -140,7 +140,9 @@ def test_help_and_version():
                    "--parent-death-signal", "--forward", "SMINIT_FORWARD"):
         assert option in result.stdout
     assert "child: the child alone [handlers]" in result.stdout
-    assert "[110 train, 25 serve, 10 none]" in result.stdout and "exiting" not in result.stdout
+    assert "[110 train and processing,\n" in result.stdout
+    assert "25 serve, 8 none and local mode]" in result.stdout
+    assert "exiting" not in result.stdout
     for code in ("124 max runtime passed", "125 sminit's own error", "126 command cannot be executed",
                  "127 command not found"):
         assert code in " ".join(result.stdout.split())

@@ -19,6 +19,7 @@ import psutil
 import pytest
 
 from container.engine import ENGINE, LABEL, ROOT, STOP_RACE, free_port
+from mltree import processing_tree
 from ptys import finish, pty_session, read_until
 from sminit import __version__
 from sminit.testing import MlTree
@@ -458,6 +459,82 @@ def test_the_dockerignore_keeps_the_checkout_s_venv_build_and_git_out_of_the_con
     copied = sorted(line.removeprefix("/context/") for line in listed.stdout.split())
     assert copied == sorted([".dockerignore", "Probe.Dockerfile", "setup.cfg", "sminit/__init__.py"])
 
+
+
+# 13 -----------------------------------------------------------------------------------------------
+# The other places the image runs: SageMaker Processing, local mode, plain engines, Kubernetes.
+
+PROCESSING_JOB = "print('processing', flush=True)\nraise ValueError('row 7 has no label')\n"
+
+
+def test_a_processing_job_s_failure_is_its_exit_message(containers, tmp_path):
+    ml = processing_tree(tmp_path / "ml", output=False)  # the message file's folder is made if missing
+    code = ml / "processing" / "input" / "code"
+    code.mkdir(parents=True)
+    (code / "job.py").write_text(PROCESSING_JOB)
+    job = containers.start("python3", f"{ML}/processing/input/code/job.py", options=("-v", f"{ml}:{ML}"))
+    assert containers.wait(job) == 1
+    logs = containers.logs(job)
+    assert "(mode processing, grace 110 s, max runtime 3600 s)" in logs and "ValueError" in logs
+    message = (ml / "output" / "message").read_bytes().decode("utf-8")
+    assert message == (f"sminit: exiting with 1: python3 {ML}/processing/input/code/job.py exited with 1; "
+                       + message.split("; ", 1)[1])
+    assert len(message.encode()) <= 1024 and not (ml / "output" / "failure").exists()
+
+
+def test_a_local_mode_job_stopped_by_compose_s_10_s_is_killed_by_sminit_first(containers, tmp_path):
+    tree = MlTree(tmp_path / "ml", seen_as=ML, instance_type="local",
+                  channels={"code": {"job.py": IGNORES_SIGTERM}})
+    job = containers.start("train", options=mount(tree, "-e", f"SMINIT_TRAIN_CMD=python3 {CODE}/job.py"))
+    containers.wait_for_log(job, "ignoring SIGTERM")
+    took = containers.stop(job, 10)  # Compose's default stop_grace_period
+    assert containers.wait(job) == 137
+    logs = containers.logs(job)
+    assert "(mode train, SageMaker local mode, grace 8 s, " in logs
+    assert "[sminit] grace expired: SIGKILL to every process left" in logs
+    assert "exiting with 137: " in logs and 8 <= took < 9.8  # sminit's SIGKILL at 8 s, the engine's at 10
+    assert tree.failure().startswith(f"sminit: exiting with 137: python3 {CODE}/job.py was killed by SIGKILL")
+
+
+def test_a_plain_stop_with_the_engine_s_default_timeout_finds_sminit_s_exit_line(containers):
+    job = containers.start("python3", "-c", IGNORES_SIGTERM)  # no /opt/ml: mode none
+    containers.wait_for_log(job, "ignoring SIGTERM")
+    started = time.monotonic()
+    containers.engine("stop", job, timeout=60)  # no -t: the engine's default 10 s
+    took = time.monotonic() - started
+    assert containers.wait(job) == 137
+    logs = containers.logs(job)
+    assert "(mode none, grace 8 s, max runtime none)" in logs
+    assert "[sminit] grace expired: SIGKILL to every process left" in logs
+    assert "exiting with 137: " in logs and 8 <= took < 9.8
+
+
+@pytest.mark.parametrize("ending", ["oom", "failed stop"])
+def test_kubernetes_termination_log_gets_the_ending(containers, tmp_path, ending):
+    termination_log = tmp_path / "termination-log"
+    termination_log.touch()  # the kubelet mounts an empty file
+    options = ["-v", f"{termination_log}:/dev/termination-log"]
+    if ending == "oom":
+        job = containers.start("python3", "-c", ALLOCATE, options=(*options, "--memory", "128m"))
+        assert containers.wait(job, 120) == 137
+        text = termination_log.read_text()
+        assert text.startswith("sminit: exiting with 137: python3 -c ")
+        assert "was killed by the kernel's out-of-memory killer: memory limit 128.0 MiB, peak " in text
+        return
+    job = containers.start("python3", "-c", IGNORES_SIGTERM, options=(*options, "-e", "SMINIT_GRACE=2"))
+    containers.wait_for_log(job, "ignoring SIGTERM")
+    containers.stop(job, 10)
+    assert containers.wait(job) == 137
+    text = termination_log.read_text()
+    assert text.startswith("sminit: exiting with 137: python3 -c ")
+    assert "stopped on SIGTERM; grace expired" in text
+
+
+def test_without_a_termination_log_nothing_is_written_or_said(containers):
+    job = containers.start("python3", "-c", "raise SystemExit(3)")
+    assert containers.wait(job) == 3
+    logs = containers.logs(job)
+    assert "exiting with 3: " in logs and "termination" not in logs
 
 def test_nothing_is_left_registered(engine):
     """Runs last in this file: no container of this session is left, running or not, and the

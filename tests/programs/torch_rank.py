@@ -27,11 +27,27 @@ def save(name: str, step: int) -> None:
     print(f"rank {rank} saved {name}", flush=True)
 
 
+def all_reduce() -> bool:
+    """One step in lockstep with the other rank; False when it failed because the other rank was
+    stopped first and has exited (gloo then raises in the collective that this rank waits in,
+    before this rank's own Python handler for the same relayed SIGTERM has run)."""
+    try:
+        dist.all_reduce(torch.ones(4))
+        return True
+    except RuntimeError:
+        deadline = time.monotonic() + 5
+        while not requests and time.monotonic() < deadline:
+            time.sleep(0.01)  # the handler runs between bytecodes: it comes right after
+        if not requests:
+            raise
+        return False
+
+
 step = 0
 while True:
     if not requests:
-        value = torch.ones(4)
-        dist.all_reduce(value)  # both ranks in step, until one is stopped
+        if not all_reduce():
+            continue
         step += 1
         if step == 1:
             print(f"rank {rank} ready", flush=True)  # after a step: a checkpoint then has step > 0
