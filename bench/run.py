@@ -16,6 +16,8 @@ Absolute times on shared machines are noise; the ratios within one run are the r
 from __future__ import annotations
 
 import argparse
+import atexit
+import importlib.util
 import json
 import os
 import platform
@@ -24,14 +26,15 @@ import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
 
-from sminit.testing import children
+from sminit.testing import PID_NAMESPACE, first_child, kill_tree, zombie_children
 
 FLOOR = Path(__file__).with_name("floor.py")
-UNSHARE = ["unshare", "--pid", "--fork", "--mount-proc"]
+UNSHARE = PID_NAMESPACE
 # The child for the forward-latency metric: waits for SIGUSR1 with sigwaitinfo and reports the
 # CLOCK_MONOTONIC time at which it got it.
 RECEIVER = (
@@ -101,6 +104,10 @@ def find_inits(compare: list[str]) -> dict[str, list[str]]:
         "dumb-init": ["dumb-init"],
         "catatonit": ["catatonit", "--"],
     }
+    if sminit and importlib.util.find_spec("prctl") is not None:
+        candidates["sminit without python-prctl"] = [_without_prctl(sminit), "--"]
+    elif sminit:
+        print("note: python-prctl is not installed here: pip install '.[prctl]' to measure both installs")
     for item in compare:  # another sminit, say the last release, measured in the same run
         name, _, path = item.partition("=")
         candidates[name] = [path, "--"]
@@ -114,39 +121,22 @@ def find_inits(compare: list[str]) -> dict[str, list[str]]:
     return inits
 
 
+def _without_prctl(script: str) -> str:
+    """The installed sminit script as it runs where the prctl extra is not installed: the same
+    interpreter and code, with `import prctl` failing (a None entry in sys.modules: an
+    ImportError at once, a little cheaper than the path search of a module that is not there)."""
+    lines = Path(script).read_text().splitlines(keepends=True)
+    folder = Path(tempfile.mkdtemp(prefix="sminit-bench-"))
+    atexit.register(shutil.rmtree, folder, True)
+    copy = folder / "sminit"
+    copy.write_text(lines[0] + "import sys; sys.modules['prctl'] = None  # noqa\n" + "".join(lines[1:]))
+    copy.chmod(0o755)
+    return str(copy)
+
+
 def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
-
-
-def first_child(pid: int) -> int:
-    """Wait until pid has a child; return the child's pid."""
-    deadline = time.monotonic() + 10
-    while True:
-        found = children(pid)
-        if found:
-            return found[0]
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"process {pid} started no child")
-        time.sleep(0.001)
-
-
-def zombie_children(pid: int) -> int:
-    """Zombies among pid's children, read straight from /proc: the sampler must be cheap, or it
-    would take the CPU it measures."""
-    count = 0
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as handle:
-            kids = handle.read().split()
-    except OSError:
-        return 0
-    for child in kids:
-        try:
-            with open(f"/proc/{child}/stat", "rb") as handle:
-                count += handle.read().rsplit(b")", 1)[1].split()[0] == b"Z"
-        except OSError:
-            pass
-    return count
 
 
 class Running:
@@ -172,12 +162,7 @@ class Running:
 
     def stop(self) -> None:
         if self.proc.poll() is None:
-            for child in children(self.pid):
-                try:
-                    os.kill(child, signal.SIGKILL)
-                except OSError:
-                    pass
-            self.proc.kill()
+            kill_tree(self.pid)
         self.proc.wait()
         for stream in (self.proc.stdin, self.proc.stdout):
             stream.close()
@@ -308,7 +293,6 @@ def metric_delivery(inits: dict[str, list[str]], rounds: int,
                     sizes: tuple[int, ...]) -> dict[str, list[float]]:
     """A stop to a job of N processes: kill(init, SIGTERM) to the handler's sigwaitinfo, in ms.
     sminit by its rule (`handlers`), tini with -g (the group: it reaches the handler too)."""
-    from sminit.testing import descendant_pids
 
     commands = {name: command for name, command in inits.items() if name in ("sminit", "tini")}
     if "tini" in commands:
@@ -330,11 +314,6 @@ def metric_delivery(inits: dict[str, list[str]], rounds: int,
                         received = int(run.proc.stdout.readline())
                         results[f"{name}, {size} processes, handler {shape}"].append((received - sent) / 1e6)
                     finally:
-                        for pid in descendant_pids(run.pid):
-                            try:
-                                os.kill(pid, signal.SIGKILL)
-                            except OSError:
-                                pass
                         run.stop()
     return results
 

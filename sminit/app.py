@@ -1,4 +1,12 @@
-"""Wires sminit together: config, plan, checks, the child, the wait loop and the exit status."""
+"""Wires sminit together: config, plan, checks, the child, the wait loop and the exit status.
+
+Reading order: `config` parses the command line and SMINIT_* variables, `plan` resolves them into
+the one settings object (`Plan`), `child` starts the command. Everything else is imported late,
+when first needed, so that none of it delays the job's start (tests/test_layout.py keeps it so):
+`check` (--check), `gpu` and `sagemaker` (the GPU check, the config files), `subreaper`,
+`executable` (why exec failed), and once the job runs `endings`, `loop`, `stop` (with `handlers`
+and `proctree`) and `reports` (where an ending is written).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +14,7 @@ import os
 import _signal
 import time
 
-from sminit import config as cli
+from sminit import config
 from sminit.child import SpawnError, controlling_terminal, original_environment, spawn
 from sminit.log import Log, quote_command, write_line
 from sminit.plan import JOB_MODES, Plan, resolve
@@ -30,20 +38,20 @@ def main(argv: list[str], original_mask: set[int]) -> int:
     started, started_wall, parent = time.monotonic(), time.time(), os.getppid()
     environ = dict(os.environ)
     try:
-        config = cli.parse(argv, environ)
-        if config.action:
-            write_line(1, cli.USAGE if config.action == "help" else cli.version_text())
+        options = config.parse(argv, environ)
+        if options.action:
+            write_line(1, config.USAGE if options.action == "help" else config.version_text())
             return 0
-        log = Log(config.log_level, config.log_format)
-        if config.check:
-            from sminit.check import run_check
-
-            return run_check(config, resolve(config, environ), environ)
-        plan = resolve(config, environ)
-    except cli.UsageError as exc:
-        report_usage_error(str(exc), *cli.json_wanted(argv, environ))
+        log = Log(options.log_level, options.log_format)
+        plan = resolve(options, environ)
+    except config.UsageError as exc:
+        report_usage_error(str(exc), *config.json_wanted(argv, environ))
         return 125
-    return Run(config, plan, environ, log, started, started_wall).execute(original_mask, parent)
+    if options.check:
+        from sminit.check import run_check
+
+        return run_check(plan)
+    return Run(plan, log, started, started_wall).execute(original_mask, parent)
 
 
 def report_usage_error(message: str, check_json: bool, log_json: bool) -> None:
@@ -62,11 +70,8 @@ def report_usage_error(message: str, check_json: bool, log_json: bool) -> None:
 class Run:
     """One supervised run of the plan's command, and how it ended."""
 
-    def __init__(self, config: cli.Config, plan: Plan, environ: dict[str, str], log: Log, started: float,
-                 started_wall: float) -> None:
-        self.config = config
+    def __init__(self, plan: Plan, log: Log, started: float, started_wall: float) -> None:
         self.plan = plan
-        self.environ = environ
         self.log = log
         self.started = started
         self.started_wall = started_wall
@@ -96,8 +101,6 @@ class Run:
         try:
             pid = spawn(plan.command, environment, original_mask, tty)
         except SpawnError as exc:
-            if not exc.errno:
-                return self.fail(exc.code, str(exc))
             from sminit.executable import explain_failure  # why, in words: only now, off the start-up path
 
             path = environment.get(b"PATH")
@@ -108,11 +111,13 @@ class Run:
                 os.close(tty)
         spawned = self.spawned = time.monotonic()
         # Everything below runs while the command already does: none of it delays its start.
-        from sminit.endings import Witness
+        from sminit.endings import Witness, exit_status
         from sminit.loop import supervise
         from sminit.stop import StopSequence
+        from sminit.subreaper import set_process_name
 
-        witness = Witness(self.environ, self.config.ml_root)
+        set_process_name("sminit")
+        witness = Witness(plan)
         runtime = f"{plan.max_runtime:g} s" if plan.max_runtime else "none"
         local = ", SageMaker local mode" if plan.local else ""
         log.info(f"started {quote_command(plan.command)} as pid {pid} (mode {plan.mode}{local}, "
@@ -121,25 +126,25 @@ class Run:
         if plan.mode in JOB_MODES:
             from sminit.sagemaker import config_files
 
-            _states, problems, warnings = config_files(self.config.ml_root, plan.mode)
+            _states, problems, warnings = config_files(plan.ml_root, plan.mode)
             for line in problems + warnings:  # the words of --check
                 log.warning(line)
         stop = StopSequence(
-            log, pid, grace=plan.grace, cleanup_grace=self.config.cleanup_grace,
-            forward=self.config.forward, rewrite=self.config.rewrite,
+            log, pid, grace=plan.grace, cleanup_grace=plan.cleanup_grace,
+            forward=plan.forward, rewrite=plan.rewrite,
             max_runtime=plan.max_runtime, warn_before=plan.warn_before,
-            warn_signal=self.config.warn_signal, now=self.started, spawned=spawned,
+            warn_signal=plan.warn_signal, now=self.started, spawned=spawned,
         )
         status = supervise(pid, stop, log)
-        return self.finish(status, stop, witness)
+        return self.finish(status, exit_status(status), stop, witness)
 
     def shown_command(self) -> str:
         shown = quote_command(self.plan.command)
         return shown if len(shown) <= SHOWN_COMMAND else shown[:SHOWN_COMMAND - 3] + "..."
 
     def check_gpus(self) -> str | None:
-        """The NVIDIA check of SPEC section 6, when this plan requires GPUs."""
-        requirement = self.config.require_gpus
+        """The NVIDIA check (README: Using sminit on SageMaker), when this plan requires GPUs."""
+        requirement = self.plan.require_gpus
         if requirement == "none" or (requirement == "auto" and self.plan.mode not in JOB_MODES):
             return None
         from sminit.gpu import gpu_report
@@ -147,15 +152,14 @@ class Run:
 
         # What is wrong with resourceconfig.json is told once the job runs, with the other config
         # files, in --check's words (sagemaker.config_files): not here a second time.
-        report = gpu_report(requirement, self.plan.mode, self.config.ml_root, self.environ, Collector())
+        report = gpu_report(self.plan, Collector())
         for warning in report.warnings:
             self.log.warning(warning)
         return report.problem
 
     def become_reaper(self) -> None:
-        from sminit.subreaper import become_subreaper, set_process_name
+        from sminit.subreaper import become_subreaper
 
-        set_process_name("sminit")
         if os.getpid() == 1:
             return
         try:
@@ -168,7 +172,7 @@ class Run:
     def watch_parent(self, parent: int) -> None:
         """--parent-death-signal: the kernel signals us when the parent dies; if it already has,
         the signal is raised now, blocked, so it is handled exactly as one from the kernel."""
-        signo = self.config.parent_death_signal
+        signo = self.plan.parent_death_signal
         if signo is None:
             return
         if os.getpid() == 1:
@@ -192,14 +196,11 @@ class Run:
         self.report_ending(f"exiting with {code}: {message}")
         return code
 
-    def finish(self, status: int | None, stop: StopSequence, witness: Witness) -> int:
-        if status is None:
-            code = 128 + _signal.SIGKILL
-        else:
-            returned = os.waitstatus_to_exitcode(status)
-            code = 128 - returned if returned < 0 else returned
-            if code in self.config.success_exit:
-                code = 0
+    def finish(self, status: int | None, code: int, stop: StopSequence, witness: Witness) -> int:
+        """The exit status sminit passes on (the child's, decoded), after --success-exit and the max
+        runtime; the exit line; the ending where the platform shows it."""
+        if code in self.plan.success_exit:
+            code = 0
         if stop.timed_out:
             code = 124
         ending = witness.explain(status, stop.sent_sigkill, failed=code != 0)
@@ -221,7 +222,7 @@ class Run:
             return []
         from sminit.executable import command_hints
 
-        return [f"hint: {hint}" for hint in command_hints(self.plan.command, self.environ.get("PATH"))]
+        return [f"hint: {hint}" for hint in command_hints(self.plan.command, self.plan.path)]
 
     def report_ending(self, reason: str) -> None:
         """A non-zero exit, explained where the platform shows it: the failure file (training),
@@ -233,8 +234,8 @@ class Run:
         # One line, as in the log: a command's source may hold newlines.
         text = "sminit: " + reason.replace("\n", " ") + "\n"
         if self.plan.mode == "train":
-            reports.write_failure(self.config.ml_root, text, self.log, self.started_wall)
+            reports.write_failure(self.plan.ml_root, text, self.log, self.started_wall)
         elif self.plan.mode == "processing":
-            reports.write_exit_message(self.config.ml_root, text, self.log, self.started_wall)
+            reports.write_exit_message(self.plan.ml_root, text, self.log, self.started_wall)
         if self.plan.termination_log is not None:
             reports.write_termination_log(self.plan.termination_log, text, self.log)

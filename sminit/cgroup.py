@@ -134,10 +134,9 @@ def _below(mountpoint: str, root: str, path: str, version: int, controller: str)
     return None
 
 
-def find(controller: str, environ: dict[str, str]) -> Cgroup | None:
-    """sminit's own cgroup for controller: SMINIT_CGROUP_DIR (memory only, for tests), else the
-    one /proc/self/cgroup names."""
-    folder = environ.get("SMINIT_CGROUP_DIR") if controller == "memory" else None
+def find(controller: str, folder: str | None = None) -> Cgroup | None:
+    """sminit's own cgroup for controller: folder if given (the memory cgroup SMINIT_CGROUP_DIR
+    names, for tests), else the one /proc/self/cgroup names."""
     if folder:
         version = 2 if os.path.exists(os.path.join(folder, "memory.events")) else 1
         return Cgroup(folder, version)

@@ -6,7 +6,6 @@ import os
 from typing import Any
 
 from sminit.cgroup import find
-from sminit.config import Config
 from sminit.endings import size
 from sminit.executable import command_hints, refusal
 from sminit.gpu import closest_instance_type, gpu_report, known_instance_type
@@ -28,18 +27,17 @@ def can_reap_orphans() -> bool:
         return False
 
 
-def command_problems(plan: Plan, environ: dict[str, str]) -> list[str]:
+def command_problems(plan: Plan) -> list[str]:
     """The command as exec would see it (found, executable, its #! interpreter there), then what
     would fail it at once: a CRLF #! argument, an interpreter's script missing or CRLF."""
     if plan.problem:
         return [plan.problem[1]]
     if not plan.command:
         return []
-    path = environ.get("PATH")
-    refused = refusal(plan.command[0], path)
+    refused = refusal(plan.command[0], plan.path)
     if refused:
         return [refused[1]]
-    return command_hints(plan.command, path)
+    return command_hints(plan.command, plan.path)
 
 
 TORCHRUN_SHUTDOWN_TIMEOUT = 30.0  # torchrun's --shutdown-timeout default (torch.distributed.run)
@@ -73,12 +71,12 @@ def torchrun_warning(command: list[str], grace: float) -> str | None:
             "checkpoint can use the whole grace")
 
 
-def resources(ml_root: str, environ: dict[str, str]) -> dict[str, Any]:
-    """What the job will have (SPEC section 9): memory and CPU limits, /dev/shm, free space."""
-    memory, cpu = find("memory", environ), find("cpu", environ)
+def resources(plan: Plan) -> dict[str, Any]:
+    """What the job will have (README: Explained endings): memory and CPU limits, /dev/shm, free space."""
+    memory, cpu = find("memory", plan.cgroup_dir), find("cpu")
     limit = memory.memory_limit() if memory else None
     cpus = cpu.cpu_limit() if cpu else None
-    shm_dir = environ.get("SMINIT_SHM_DIR") or "/dev/shm"
+    shm_dir, ml_root = plan.shm_dir, plan.ml_root
     exists = os.path.isdir(ml_root)
     return {
         "memory_limit": limit or None, "memory_limited": None if limit is None else bool(limit),
@@ -100,11 +98,11 @@ def _space(path: str, total: bool) -> int | None:
             path = parent
 
 
-def gather(config: Config, plan: Plan, environ: dict[str, str]) -> dict[str, Any]:
-    problems = command_problems(plan, environ)
-    death = config.parent_death_signal
-    files, file_problems, warnings = config_files(config.ml_root, plan.mode)
-    gpus = gpu_report(config.require_gpus, plan.mode, config.ml_root, environ, Collector())
+def gather(plan: Plan) -> dict[str, Any]:
+    problems = command_problems(plan)
+    death = plan.parent_death_signal
+    files, file_problems, warnings = config_files(plan.ml_root, plan.mode)
+    gpus = gpu_report(plan, Collector())
     if gpus.problem:
         problems.append(gpus.problem)
     problems += file_problems + gpus.warnings
@@ -125,30 +123,30 @@ def gather(config: Config, plan: Plan, environ: dict[str, str]) -> dict[str, Any
             plan.termination_log) else None,
         "command": plan.command or None,
         "grace": plan.grace,
-        "cleanup_grace": config.cleanup_grace,
+        "cleanup_grace": plan.cleanup_grace,
         "max_runtime": plan.max_runtime,
         "max_runtime_source": plan.max_runtime_source,
         "warn_before": plan.warn_before,
-        "warn_signal": signal_name(config.warn_signal),
+        "warn_signal": signal_name(plan.warn_signal),
         "rewrite": {signal_name(old): signal_name(new) if new else "0"
-                    for old, new in config.rewrite.items()},
-        "success_exit": sorted(config.success_exit),
+                    for old, new in plan.rewrite.items()},
+        "success_exit": sorted(plan.success_exit),
         "parent_death_signal": signal_name(death) if death else None,
         "pid1": os.getpid() == 1,
         "subreaper": can_reap_orphans(),
-        "forward": config.forward,
+        "forward": plan.forward,
         "gpus": gpus.as_dict(),
-        "resources": resources(config.ml_root, environ),
-        "ml_root": config.ml_root,
+        "resources": resources(plan),
+        "ml_root": plan.ml_root,
         "ml_files": files,
         "problems": problems,
         "warnings": warnings,
     }
 
 
-def run_check(config: Config, plan: Plan, environ: dict[str, str]) -> int:
-    report = gather(config, plan, environ)
-    if config.json:
+def run_check(plan: Plan) -> int:
+    report = gather(plan)
+    if plan.check_json:
         import json
 
         write_line(1, json.dumps(report) + "\n")

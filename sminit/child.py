@@ -15,12 +15,11 @@ if TYPE_CHECKING:
 
 
 class SpawnError(Exception):
-    """The command could not be started: no process could be made (`code` 126, `errno` 0), or
-    exec failed with `errno` (`code` 127 for ENOENT, else 126)."""
+    """The command could not be started: no process could be made, or exec failed, with `errno`.
+    What that means, and the exit status, are executable.explain_failure's to say."""
 
-    def __init__(self, code: int, message: str, error: int = 0) -> None:
-        super().__init__(message)
-        self.code = code
+    def __init__(self, error: int) -> None:
+        super().__init__(os.strerror(error))
         self.errno = error
 
 
@@ -97,7 +96,7 @@ RESET = frozenset({_signal.SIGPIPE, _signal.SIGXFSZ})
 
 def spawn(argv: list[str], env: dict[bytes, bytes], mask: set[int], tty: int | None) -> int:
     """Start argv in a new process group with the given signal mask; returns its pid once exec has
-    succeeded. SpawnError if no process could be made (126) or exec failed (its errno).
+    succeeded. SpawnError with the errno if no process could be made or exec failed.
 
     posix_spawn (vfork and exec, no Python in the child) starts the job in a tenth of the time
     of fork and exec from Python. Only the terminal hand-over needs code in the child between
@@ -106,18 +105,14 @@ def spawn(argv: list[str], env: dict[bytes, bytes], mask: set[int], tty: int | N
     may use, ignored in the child; every glibc or musl program takes them over at its start.)
     """
     if not argv[0]:
-        raise SpawnError(127, "command not found: '' (an empty command name)")
+        raise SpawnError(errno.ENOENT)  # as execvp: no file has the empty name
     try:
         if tty is None:
             return _search(argv, env, lambda file: os.posix_spawn(file, argv, env, setpgroup=0,
                                                                   setsigmask=mask, setsigdef=RESET))
         return _fork_and_exec(argv, env, mask, tty)
     except OSError as exc:
-        if exc.errno in (errno.EAGAIN, errno.ENOMEM):
-            raise SpawnError(126, f"cannot start {argv[0]}: {exc.strerror}") from None
-        status = 127 if exc.errno == errno.ENOENT else 126
-        code = exc.errno or errno.EINVAL
-        raise SpawnError(status, f"cannot execute {argv[0]}: {exc.strerror}", code) from None
+        raise SpawnError(exc.errno or errno.EINVAL) from None
 
 
 def _exec_in_child(argv: list[str], env: dict[bytes, bytes], mask: set[int], tty: int,

@@ -111,7 +111,7 @@ def _duration(value: str, source: str) -> float:
     return seconds
 
 
-def _signal(value: str, source: str, allow_zero: bool = False) -> int:
+def _signal_value(value: str, source: str, allow_zero: bool = False) -> int:
     try:
         return parse_signal(value, allow_zero)
     except ValueError:
@@ -120,7 +120,7 @@ def _signal(value: str, source: str, allow_zero: bool = False) -> int:
 
 def _catchable_signal(value: str, source: str) -> int:
     """A signal sminit itself can receive and act on: never SIGKILL or SIGSTOP."""
-    signo = _signal(value, source)
+    signo = _signal_value(value, source)
     if signo not in CATCHABLE:
         raise _bad(source, value, "a signal sminit can catch, not SIGKILL or SIGSTOP")
     return signo
@@ -179,7 +179,7 @@ _OPTIONS = {
     "--cleanup-grace": (None, "cleanup_grace", _duration, False, "SMINIT_CLEANUP_GRACE"),
     "--max-runtime": (None, "max_runtime", _duration, False, "SMINIT_MAX_RUNTIME"),
     "--warn-before": (None, "warn_before", _duration, False, "SMINIT_WARN_BEFORE"),
-    "--warn-signal": (None, "warn_signal", _signal, False, "SMINIT_WARN_SIGNAL"),
+    "--warn-signal": (None, "warn_signal", _signal_value, False, "SMINIT_WARN_SIGNAL"),
     "--mode": (None, "mode", _choice(MODES), False, "SMINIT_MODE"),
     "--ml-root": (None, "ml_root", _path, False, "SMINIT_ML_ROOT"),
     "--single-child": (None, "forward", None, False, "SMINIT_SINGLE_CHILD"),

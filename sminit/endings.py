@@ -1,5 +1,6 @@
-"""Why the job ended, in words an ML engineer acts on (SPEC section 9): out-of-memory kills,
-crashes, SIGKILLs from outside, /dev/shm, full disks, and the resources the job used.
+"""Why the job ended, in words an ML engineer acts on (README: Explained endings): the exit status
+decoded, out-of-memory kills, crashes, SIGKILLs from outside, /dev/shm, full disks, and the
+resources the job used.
 
 Every fact comes from the kernel (wait status, cgroup counters, statvfs, rusage), never from
 the job's output; a fact whose source cannot be read is left out.
@@ -12,6 +13,7 @@ import _signal
 
 from sminit.cgroup import Cgroup, find
 from sminit.log import plural
+from sminit.plan import Plan
 from sminit.proctree import descends_from
 from sminit.signals import signal_name
 
@@ -45,14 +47,24 @@ class Ending:
         self.fields = fields
 
 
+def exit_status(status: int | None) -> int:
+    """The exit status a wait status stands for, as a shell reports it (tini's reap_zombies and
+    subprocess's _handle_exitstatus do the same): N for exit(N), 128 + S for death by signal S;
+    a child that was never reaped (it could not die) counts as killed by SIGKILL."""
+    if status is None:
+        return 128 + _signal.SIGKILL
+    returned = os.waitstatus_to_exitcode(status)
+    return 128 - returned if returned < 0 else returned
+
+
 class Witness:
     """What sminit notes when the job starts, to tell at its end what the kernel did meanwhile."""
 
-    def __init__(self, environ: dict[str, str], ml_root: str) -> None:
-        self.memory: Cgroup | None = find("memory", environ)
+    def __init__(self, plan: Plan) -> None:
+        self.memory: Cgroup | None = find("memory", plan.cgroup_dir)
         self.oom_at_start = self.memory.oom_kills() if self.memory else None  # the one read at start
-        self.shm_dir = environ.get("SMINIT_SHM_DIR") or "/dev/shm"
-        self.ml_root = ml_root
+        self.shm_dir = plan.shm_dir
+        self.ml_root = plan.ml_root
 
     def oom_kills(self) -> int | None:
         """Processes the out-of-memory killer took in sminit's cgroup since the start; None if unknown."""

@@ -1,5 +1,5 @@
 """Why exec would refuse a command, in the words of the 126/127 exit lines and `--check`
-(SPEC sections 2 and 8): not found, not executable, no #! interpreter, CRLF line endings; and
+(README: Exit status, `--check`): not found, not executable, no #! interpreter, CRLF line endings; and
 what is wrong with the script an interpreter command (`sh train.sh`, `python train.py`) runs."""
 
 from __future__ import annotations
@@ -112,7 +112,10 @@ def crlf_shebang(name: str, path: str | None) -> str | None:
 
 
 def explain_failure(name: str, code: int, path: str | None) -> tuple[int, str]:
-    """The exit status and line for an exec of name that failed with errno code."""
+    """The exit status and line for a start of name that failed with errno code: no process
+    could be made (126), or why exec refused it (126 or 127, refusal's words)."""
+    if code in (errno.EAGAIN, errno.ENOMEM):
+        return 126, f"cannot start {name}: {os.strerror(code)}"
     reason = refusal(name, path)
     if reason is not None:
         return reason

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from sminit.log import Log
-from sminit.plan import JOB_MODES
+from sminit.plan import JOB_MODES, Plan
 from sminit.sagemaker import config_path, processing_config_path, processing_instance_type, read_json
 
 
@@ -88,9 +88,9 @@ class GpuReport:
         return {"visible": self.visible, "expected": self.expected, "driver_version": self.driver_version}
 
 
-def visible_gpus(dev_dir: str, environ: dict[str, str]) -> int:
-    """Device files named nvidia<N>; none at all when NVIDIA_VISIBLE_DEVICES says void or none."""
-    if environ.get("NVIDIA_VISIBLE_DEVICES", "unset").strip().lower() in ("void", "none", ""):
+def visible_gpus(dev_dir: str, hidden: bool) -> int:
+    """Device files named nvidia<N>; none at all when hidden (NVIDIA_VISIBLE_DEVICES void or none)."""
+    if hidden:
         return 0
     try:
         names = os.listdir(dev_dir)
@@ -160,24 +160,21 @@ def bundled_drivers(lib_dirs: list[str], host_version: str) -> list[str]:
     return found
 
 
-def gpu_report(requirement: str, mode: str, ml_root: str, environ: dict[str, str], log: Log) -> GpuReport:
-    """Run every part of the check (SPEC section 6)."""
+def gpu_report(plan: Plan, log: Log) -> GpuReport:
+    """Run every part of the check (README: Using sminit on SageMaker, GPUs)."""
     report = GpuReport()
-    dev_dir = environ.get("SMINIT_DEV_DIR") or "/dev"
-    report.visible = visible_gpus(dev_dir, environ)
-    report.expected, report.expected_from = expected_gpus(requirement, mode, ml_root, log)
+    requirement, mode = plan.require_gpus, plan.mode
+    report.visible = visible_gpus(plan.dev_dir, plan.gpus_hidden)
+    report.expected, report.expected_from = expected_gpus(requirement, mode, plan.ml_root, log)
     if requirement == "auto" and mode in JOB_MODES:
         report.instance_type = report.expected_from or None
-    version_file = environ.get("SMINIT_DRIVER_VERSION_FILE") or "/proc/driver/nvidia/version"
-    report.driver_version = host_driver_version(version_file)
+    report.driver_version = host_driver_version(plan.driver_version_file)
     if report.expected is not None and report.visible < report.expected:
-        report.problem = (f"GPU check failed: {report.visible} NVIDIA GPUs visible in {dev_dir}, "
+        report.problem = (f"GPU check failed: {report.visible} NVIDIA GPUs visible in {plan.dev_dir}, "
                           f"{report.expected} required by {report.expected_from}: give the container "
                           "its GPUs (docker run --gpus all), or, running without them on purpose "
                           "(locally, on a CPU), pass --require-gpus none (SMINIT_REQUIRE_GPUS=none)")
     if report.driver_version:
-        variable = environ.get("SMINIT_LIB_DIRS")
-        searched = [*DEFAULT_LIB_DIRS, *environ.get("LD_LIBRARY_PATH", "").split(":")]
-        lib_dirs = variable.split(":") if variable else searched
+        lib_dirs = plan.lib_dirs or [*DEFAULT_LIB_DIRS, *plan.ld_library_path.split(":")]
         report.warnings.extend(bundled_drivers([d for d in lib_dirs if d], report.driver_version))
     return report

@@ -1,4 +1,5 @@
-"""What to run and how: mode, command, grace, max runtime and its warning, from the Config and /opt/ml."""
+"""Every setting sminit runs with, resolved once before anything runs: the Config, the mode and what
+it implies (command, grace, max runtime and its warning, from /opt/ml), and the environment's paths."""
 
 from __future__ import annotations
 
@@ -22,21 +23,44 @@ TERMINATION_LOG = "/dev/termination-log"  # Kubernetes' default terminationMessa
 
 
 class Plan:
-    """The resolved plan; `problem` (exit code, message) is set when the command cannot run."""
+    """The one settings object everything after `resolve` reads (as tini settles every setting in
+    parse_args and parse_env before anything runs): each setting once, final; nothing after it
+    reads the environment. `problem` (exit code, message) is set when the command cannot run."""
 
-    def __init__(self, mode: str, command: list[str], grace: float, max_runtime: float | None,
-                 max_runtime_source: str | None, warn_before: float | None, problem: tuple[int, str] | None,
-                 warnings: list[str], local: bool = False, termination_log: str | None = None) -> None:
-        self.mode = mode
-        self.local = local  # SageMaker local mode: Docker Compose, SIGKILL 10 s after SIGTERM
-        self.termination_log = termination_log  # Kubernetes' file, where it exists; None: off
-        self.command = command
-        self.grace = grace
-        self.max_runtime = max_runtime  # None: no limit
-        self.max_runtime_source = max_runtime_source
-        self.warn_before = warn_before  # None: no warning will be sent
-        self.problem = problem
-        self.warnings = warnings  # runs, but probably not what the user meant (--check lists them)
+    mode: str  # "train", "serve", "processing" or "none": never "auto"
+    local: bool  # SageMaker local mode: Docker Compose, SIGKILL 10 s after SIGTERM
+    command: list[str]
+    grace: float
+    max_runtime: float | None  # None: no limit
+    max_runtime_source: str | None  # "option", or the file it came from
+    warn_before: float | None  # None: no warning will be sent
+    problem: tuple[int, str] | None
+    warnings: list[str]  # runs, but probably not what the user meant (--check lists them)
+
+    def __init__(self, config: Config, environ: dict[str, str]) -> None:
+        # As the command line and the SMINIT_* variables gave them (config.py).
+        self.ml_root = config.ml_root
+        self.cleanup_grace = config.cleanup_grace
+        self.warn_signal = config.warn_signal
+        self.forward = config.forward
+        self.rewrite = config.rewrite
+        self.success_exit = config.success_exit
+        self.parent_death_signal = config.parent_death_signal
+        self.require_gpus = config.require_gpus
+        self.check_json = config.json
+        # What the environment says about the machine (tests point them at their own folders).
+        self.path = environ.get("PATH")  # the job's PATH, for finding its command
+        self.shm_dir = environ.get("SMINIT_SHM_DIR") or "/dev/shm"
+        self.dev_dir = environ.get("SMINIT_DEV_DIR") or "/dev"
+        self.driver_version_file = environ.get("SMINIT_DRIVER_VERSION_FILE") or "/proc/driver/nvidia/version"
+        lib_dirs = environ.get("SMINIT_LIB_DIRS")
+        self.lib_dirs = lib_dirs.split(":") if lib_dirs else None  # None: the usual folders
+        self.ld_library_path = environ.get("LD_LIBRARY_PATH", "")
+        # NVIDIA's container runtime hides every GPU for these values.
+        visible = environ.get("NVIDIA_VISIBLE_DEVICES", "unset").strip().lower()
+        self.gpus_hidden = visible in ("void", "none", "")
+        self.cgroup_dir = environ.get("SMINIT_CGROUP_DIR") or None  # the memory cgroup folder to read
+        self.termination_log = environ.get("SMINIT_TERMINATION_LOG", TERMINATION_LOG) or None
 
 
 def _role_command(role: str, environ: dict[str, str]) -> tuple[list[str], tuple[int, str] | None]:
@@ -62,7 +86,7 @@ def _role_command(role: str, environ: dict[str, str]) -> tuple[list[str], tuple[
 def _warning_time(warn_before: float | None, max_runtime: float | None, source: str | None,
                   warnings: list[str]) -> float | None:
     """The warn-before that will be used: none at all when the warning would fall at or before the
-    start, where it would reach the job before its handler exists (SPEC section 1)."""
+    start, where it would reach the job before its handler exists (README: Command line)."""
     if not warn_before or not max_runtime:
         return None
     if warn_before >= max_runtime:
@@ -75,7 +99,8 @@ def _warning_time(warn_before: float | None, max_runtime: float | None, source: 
 
 
 def resolve(config: Config, environ: dict[str, str]) -> Plan:
-    """Decide mode, command, grace and max runtime per SPEC sections 1 and 3."""
+    """Decide mode, command, grace and max runtime (README: Modes, Command line)."""
+    plan = Plan(config, environ)
     operands = config.command
     problem = None
     role = operands[-1] if operands and operands[-1] in ROLES else None
@@ -112,10 +137,10 @@ def resolve(config: Config, environ: dict[str, str]) -> Plan:
     if not max_runtime:
         max_runtime, source = None, None
     warnings: list[str] = []
-    warn_before = _warning_time(config.warn_before, max_runtime, source, warnings)
-    termination_log = environ.get("SMINIT_TERMINATION_LOG", TERMINATION_LOG) or None
-    return Plan(mode, command, grace, max_runtime, source, warn_before, problem, warnings, local,
-                termination_log)
+    plan.warn_before = _warning_time(config.warn_before, max_runtime, source, warnings)
+    plan.mode, plan.local, plan.command, plan.grace, plan.problem = mode, local, command, grace, problem
+    plan.max_runtime, plan.max_runtime_source, plan.warnings = max_runtime, source, warnings
+    return plan
 
 
 def _instance_type(path: str) -> object:

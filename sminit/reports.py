@@ -89,18 +89,16 @@ def write_termination_log(path: str, reason: str, log: Log) -> bool:
     empty), is a regular file and is still empty; an absent one is no Kubernetes: nothing said."""
     try:
         fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return False
     except OSError as exc:
-        log.info(f"cannot write the termination log {path}: {exc.strerror}")
+        if exc.errno != errno.ENOENT:  # no file: no Kubernetes, nothing to say
+            log.info(f"cannot write the termination log {path}: {exc.strerror}")
         return False
     try:
         info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            log.debug(f"{path} is not a regular file: no termination message written")
-            return False
-        if info.st_size:
-            log.info(f"{path} already holds a termination message (the job's own); not overwritten")
+        kept = ("is not a regular file" if not stat.S_ISREG(info.st_mode) else
+                "already holds a termination message (the job's own)" if info.st_size else None)
+        if kept:
+            log.info(f"{path} {kept}; not overwritten")
             return False
         os.write(fd, utf8(reason, TERMINATION_LOG_BYTES))
         return True

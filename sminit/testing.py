@@ -272,15 +272,18 @@ def status_as_sagemaker_shows(exit_status: int, stopped: bool, stopped_by: str |
 _NAMESPACE_PREFIX: list[str] | None = None
 
 
+# sminit as PID 1 of a fresh PID namespace, its own /proc mounted (root; see pid_namespace_prefix).
+PID_NAMESPACE = ["unshare", "--pid", "--fork", "--mount-proc"]
+
+
 def pid_namespace_prefix() -> list[str] | None:
     """How to start sminit as PID 1 of a fresh PID namespace here, or None if this machine can't."""
     global _NAMESPACE_PREFIX
     if _NAMESPACE_PREFIX is None:
         _NAMESPACE_PREFIX = []
         if shutil.which("unshare"):
-            plain = ["unshare", "--pid", "--fork", "--mount-proc"]
-            rootless = ["unshare", "--user", "--map-root-user", *plain[1:]]
-            for prefix in ([plain] if os.geteuid() == 0 else []) + [rootless]:
+            rootless = ["unshare", "--user", "--map-root-user", *PID_NAMESPACE[1:]]
+            for prefix in ([PID_NAMESPACE] if os.geteuid() == 0 else []) + [rootless]:
                 try:
                     if subprocess.run([*prefix, "true"], capture_output=True, timeout=10).returncode == 0:
                         _NAMESPACE_PREFIX = prefix
@@ -329,17 +332,7 @@ class Job:
     def pid(self) -> int:
         """sminit's pid as this process sees it."""
         if self._sminit_pid is None:
-            self._sminit_pid = self._proc.pid
-            if self.mode == "pid1":
-                deadline = time.monotonic() + 10
-                while True:
-                    below = children(self._proc.pid)
-                    if below:
-                        self._sminit_pid = below[0]
-                        break
-                    if time.monotonic() > deadline or self._proc.poll() is not None:
-                        raise RuntimeError("sminit did not start under unshare")
-                    time.sleep(0.005)
+            self._sminit_pid = first_child(self._proc) if self.mode == "pid1" else self._proc.pid
         return self._sminit_pid
 
     def signal(self, signo: int | str) -> None:
@@ -400,19 +393,21 @@ class Job:
             pass
         return self._finish()
 
+    def __enter__(self) -> Job:
+        return self
+
+    def __exit__(self, *_exc_info: object) -> None:
+        self.close()
+
     def close(self) -> None:
-        """Kill whatever is left (for fixtures' teardown)."""
+        """Kill whatever is left (for fixtures' teardown, and the end of a `with` block)."""
         if self.running():
             self._kill_everything()
         if self.result is None:
             self._finish()
 
     def _kill_everything(self) -> None:
-        for pid in [*descendant_pids(self._proc.pid), self._proc.pid]:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
+        kill_tree(self._proc.pid)
         self._proc.wait()
 
     def _finish(self) -> JobResult:
@@ -503,18 +498,47 @@ def descendant_pids(pid: int) -> list[int]:
 
 
 def zombie_children(pid: int) -> int:
-    """How many of pid's children are zombies (exited, not yet reaped)."""
+    """How many of pid's children are zombies (exited, not yet reaped). Read straight from /proc,
+    not through psutil: storms and the benchmark sample it in a loop, and a dear sampler would take
+    the CPU it measures."""
     count = 0
     try:
-        kids = psutil.Process(pid).children()
-    except psutil.Error:
+        with open(f"/proc/{pid}/task/{pid}/children") as handle:
+            kids = handle.read().split()
+    except OSError:
         return 0
     for child in kids:
         try:
-            count += child.status() == psutil.STATUS_ZOMBIE
-        except psutil.Error:
+            with open(f"/proc/{child}/stat", "rb") as handle:
+                count += handle.read().rsplit(b")", 1)[1].split()[0] == b"Z"
+        except (OSError, IndexError):
             pass
     return count
+
+
+def first_child(parent: subprocess.Popen | int, timeout: float = 10) -> int:
+    """The first child of parent, waited for: what `unshare --fork` started (sminit as PID 1
+    inside, as this namespace sees it), or what an init started. RuntimeError if none comes."""
+    pid = parent if isinstance(parent, int) else parent.pid
+    deadline = time.monotonic() + timeout
+    while True:
+        found = children(pid)
+        if found:
+            return found[0]
+        ended = not isinstance(parent, int) and parent.poll() is not None
+        if ended or time.monotonic() > deadline:
+            raise RuntimeError(f"process {pid} started no child")
+        time.sleep(0.002)
+
+
+def kill_tree(pid: int) -> None:
+    """SIGKILL to every process below pid, then to pid: by pid, never by name; a process that is
+    already gone is passed over."""
+    for target in [*descendant_pids(pid), pid]:
+        try:
+            os.kill(target, signal.SIGKILL)
+        except OSError:
+            pass
 
 
 def _processes_with(marker: str) -> list[psutil.Process]:

@@ -17,12 +17,12 @@ import psutil
 import pytest
 
 from sminit.subreaper import become_subreaper
-from sminit.testing import zombie_children
+from sminit.testing import PID_NAMESPACE, first_child, kill_tree
 
 PROGRAMS = Path(__file__).parent / "programs"
 RECORDER = [sys.executable, str(PROGRAMS / "recorder.py")]
 SMINIT = [sys.executable, "-m", "sminit"]
-UNSHARE = ["unshare", "--pid", "--fork", "--mount-proc"]
+UNSHARE = PID_NAMESPACE  # the kit's: sminit as PID 1 of a fresh PID namespace
 
 
 def pid_namespaces_available() -> bool:
@@ -110,15 +110,7 @@ class Sminit:
         if not self.pid1:
             return self.proc.pid
         if self._pid is None:
-            deadline = time.monotonic() + 10
-            while self._pid is None:
-                children = psutil.Process(self.proc.pid).children()
-                if children:
-                    self._pid = children[0].pid
-                elif time.monotonic() > deadline:
-                    raise TimeoutError("unshare did not start sminit")
-                else:
-                    time.sleep(0.005)
+            self._pid = first_child(self.proc)
         return self._pid
 
     def signal(self, signo: int) -> None:
@@ -179,15 +171,7 @@ class Sminit:
         """Kill sminit's whole tree, by pid."""
         if self.proc.poll() is not None:
             return
-        try:
-            tree = psutil.Process(self.proc.pid).children(recursive=True)
-        except psutil.Error:
-            tree = []
-        for proc in [*tree, psutil.Process(self.proc.pid)]:
-            try:
-                proc.kill()
-            except psutil.Error:
-                pass
+        kill_tree(self.proc.pid)
         self.proc.wait(10)
 
     def close(self) -> None:
@@ -228,10 +212,6 @@ def wait_until(predicate, timeout: float = 10, interval: float = 0.01) -> bool:
     return predicate()
 
 
-def zombies_of(pid: int) -> int:
-    return zombie_children(pid)
-
-
 def sigmask_hex(signals) -> str:
     return format(sum(1 << (s - 1) for s in signals), "016x")
 
@@ -266,7 +246,7 @@ class CgroupMaker:
         from sminit.cgroup import find
 
         self.controller = controller
-        self.parent = find(controller, {})
+        self.parent = find(controller)
         self.made: list[str] = []
 
     def make(self, settings: dict[str, str]) -> str:

@@ -10,10 +10,10 @@ import subprocess
 import sys
 import time
 
-from sminit.testing import children, descendant_pids, zombie_children
+from sminit.testing import PID_NAMESPACE as UNSHARE
+from sminit.testing import descendant_pids, first_child, kill_tree, zombie_children
 
 SMINIT = [sys.executable, "-m", "sminit"]
-UNSHARE = ["unshare", "--pid", "--fork", "--mount-proc"]
 REAL_TIME = [signal.SIGRTMIN + i for i in range(4)]
 STANDARD = [signal.SIGUSR1, signal.SIGUSR2, signal.SIGHUP, signal.SIGWINCH, signal.SIGCONT, signal.SIGURG]
 
@@ -81,14 +81,7 @@ sys.stdin.readline()
 
 
 def _host_pid(proc: subprocess.Popen, pid1: bool) -> int:
-    if not pid1:
-        return proc.pid
-    deadline = time.monotonic() + 10
-    while not children(proc.pid):
-        if time.monotonic() > deadline:
-            raise TimeoutError("no sminit under unshare")
-        time.sleep(0.005)
-    return children(proc.pid)[0]
+    return first_child(proc) if pid1 else proc.pid
 
 
 def rss_kib(pid: int) -> int:
@@ -116,11 +109,7 @@ def _wait_drained(pids: list[int], timeout: float) -> bool:
 
 def _killdescendant_pids(proc: subprocess.Popen) -> None:
     if proc.poll() is None:
-        for pid in [proc.pid, *descendant_pids(proc.pid)]:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
+        kill_tree(proc.pid)
     proc.wait(10)
 
 

@@ -11,7 +11,8 @@ import sys
 
 import pytest
 
-from conftest import SMINIT, UNSHARE, run_sminit, sigmask_hex, wait_until, zombies_of
+from conftest import SMINIT, UNSHARE, run_sminit, sigmask_hex, wait_until
+from sminit.testing import zombie_children
 from ptys import drain, finish, pty_session, read_until
 
 
@@ -21,11 +22,12 @@ def _status_fields(text: str) -> dict[str, str]:
 
 def test_child_gets_the_original_mask_and_ignores_with_python_s_reset(as_pid1):
     def original_state():
+        _default_signal_state()  # whatever the runner ignores (a background job ignores SIGINT) is reset
         signal.pthread_sigmask(signal.SIG_SETMASK, {signal.SIGUSR1, signal.SIGWINCH})
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
         signal.signal(signal.SIGQUIT, signal.SIG_IGN)
 
-    prefix = ["unshare", "--pid", "--fork", "--mount-proc"] if as_pid1 else []
+    prefix = UNSHARE if as_pid1 else []
     result = subprocess.run([*prefix, *SMINIT, "--", "cat", "/proc/self/status"], capture_output=True,
                             text=True, timeout=20, preexec_fn=original_state)
     assert result.returncode == 0, result.stderr
@@ -153,23 +155,37 @@ ORPHANS = (
 )
 
 
-@pytest.mark.parametrize("path", ["python-prctl", "libc"])
-def test_subreaper_paths_reap_orphans(start, path):
-    if path == "python-prctl":
-        if importlib.util.find_spec("prctl") is None:
-            assert not os.environ.get("CI"), "CI installs the prctl extra: both paths must run there"
-            pytest.skip("python-prctl is not installed")
+def needs_python_prctl() -> None:
+    if importlib.util.find_spec("prctl") is None:
+        assert not os.environ.get("CI"), "CI installs the prctl extra: both installs must run there"
+        pytest.skip("python-prctl is not installed")
+
+
+@pytest.mark.parametrize("install", ["with python-prctl", "without"])
+def test_orphans_are_reaped_and_the_name_set_with_or_without_python_prctl(start, install):
+    if install == "with python-prctl":
+        needs_python_prctl()
         command = SMINIT
     else:
         command = [sys.executable, "-c", BLOCK_PRCTL]
     run = start(["-v", "--", sys.executable, "-c", ORPHANS], command=command, stdin=subprocess.PIPE)
     run.expect("made")
-    assert wait_until(lambda: f"({path})" in run.stderr())
+    assert wait_until(lambda: "registered as child subreaper (libc)" in run.stderr())
     with open(f"/proc/{run.pid}/status") as handle:
         assert "python" not in handle.readline()  # Name: sminit
-    assert wait_until(lambda: zombies_of(run.pid) == 0)
+    assert wait_until(lambda: zombie_children(run.pid) == 0)
     run.proc.stdin.close()
     assert run.wait() == 0
+
+
+def test_the_calls_before_the_job_starts_never_import_python_prctl():
+    # Its import costs 2.5 ms; the subreaper and the parent-death signal go through libc.
+    needs_python_prctl()
+    code = ("import signal, sys\nfrom sminit import subreaper\n"
+            "print(subreaper.become_subreaper(), subreaper.set_parent_death_signal(signal.SIGTERM), "
+            "'prctl' in sys.modules)\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=20)
+    assert result.stdout == "libc None False\n", result.stderr
 
 
 def test_subreaper_helpers_both_paths():

@@ -1,4 +1,4 @@
-"""Explained endings (SPEC section 9), each produced by its real cause: OOM kills in a real memory
+"""Explained endings (README: Explained endings), each produced by its real cause: OOM kills in a real memory
 cgroup, real crashes, a real SIGKILL from outside, /dev/shm and full disks on real tmpfs mounts in
 a private mount namespace; and the resources reported at every exit."""
 
@@ -89,12 +89,15 @@ def test_a_shell_reporting_137_for_its_oom_killed_child_is_explained_too(memory_
 
 def test_the_count_of_other_oom_kills_beside_the_main_child_s(tmp_path):
     # The counting alone, on cgroup files the test writes (the real kills are above).
+    from sminit import config
     from sminit.endings import Witness
+    from sminit.plan import resolve
 
     (tmp_path / "memory.oom_control").write_text("oom_kill_disable 0\nunder_oom 0\noom_kill 3\n")
     (tmp_path / "memory.limit_in_bytes").write_text(str(1 << 30))
     (tmp_path / "memory.max_usage_in_bytes").write_text(str(1 << 30))
-    witness = Witness({"SMINIT_CGROUP_DIR": str(tmp_path)}, str(tmp_path / "ml"))
+    variables = {"SMINIT_CGROUP_DIR": str(tmp_path), "SMINIT_ML_ROOT": str(tmp_path / "ml")}
+    witness = Witness(resolve(config.parse(["true"], variables), variables))
     (tmp_path / "memory.oom_control").write_text("oom_kill_disable 0\nunder_oom 0\noom_kill 5\n")
     killed = signal.SIGKILL  # the wait status of a process killed by SIGKILL
     ending = witness.explain(killed, sent_sigkill=False, failed=True)

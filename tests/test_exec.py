@@ -1,5 +1,5 @@
-"""Commands that exec refuses: 126 and 127 with the cause and the fix in words (SPEC section 2),
-and --check finding the same before anything runs (SPEC section 8)."""
+"""Commands that exec refuses: 126 and 127 with the cause and the fix in words (README: Exit
+status), and --check finding the same before anything runs (README: `--check`)."""
 
 from __future__ import annotations
 

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import storms
-from conftest import SMINIT, run_sminit
+from conftest import SMINIT, UNSHARE, run_sminit
 from sminit import config, proctree
 from sminit.log import Collector
 from sminit.sagemaker import max_runtime_seconds, read_json
@@ -26,7 +26,7 @@ from sminit.sagemaker import max_runtime_seconds, read_json
 @pytest.mark.parametrize("broken", ["full", "closed"])
 def test_a_blocked_or_broken_stderr_changes_nothing(as_pid1, broken):
     read_end, write_end = os.pipe()
-    prefix = ["unshare", "--pid", "--fork", "--mount-proc"] if as_pid1 else []
+    prefix = UNSHARE if as_pid1 else []
     # -v: a debug line for every forwarded signal, far more than the pipe's 64 KiB.
     proc = subprocess.Popen([*prefix, *SMINIT, "-v", "-t", "0.5", "--", sys.executable, "-c", storms.COUNTER,
                              "stay"],

@@ -10,7 +10,8 @@ import time
 import psutil
 import pytest
 
-from conftest import RECORDER, run_sminit, wait_until, zombies_of
+from conftest import RECORDER, run_sminit, wait_until
+from sminit.testing import zombie_children
 
 
 @pytest.mark.parametrize("script, expected", [
@@ -185,7 +186,8 @@ def test_a_thousand_orphans_are_reaped(start, as_pid1):
 
     run = start(["--", sys.executable, "-c", ORPHAN_MAKER, "1000"], pid1=as_pid1, stdin=subprocess.PIPE)
     run.expect("made", timeout=60)
-    assert wait_until(lambda: zombies_of(run.pid) == 0, timeout=10), f"{zombies_of(run.pid)} zombies"
+    left = wait_until(lambda: zombie_children(run.pid) == 0, timeout=10)
+    assert left, f"{zombie_children(run.pid)} zombies"
     run.proc.stdin.close()
     assert run.wait() == 0
 
