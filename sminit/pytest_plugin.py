@@ -25,15 +25,6 @@ def ml_tree(tmp_path):
 @pytest.fixture
 def sminit_job():
     """sminit_job(command, tree, **options) -> sminit.testing.Job, started; killed at teardown."""
-    from sminit.testing import Job
+    from sminit.testing import Job, closing_all
 
-    jobs = []
-
-    def start(command, tree, **options):
-        job = Job(command, tree, **options)
-        jobs.append(job)
-        return job
-
-    yield start
-    for job in jobs:
-        job.close()
+    yield from closing_all(Job)

@@ -16,7 +16,8 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import TypeVar
 
 try:
     import psutil
@@ -26,6 +27,7 @@ except ModuleNotFoundError as missing:  # installed without the extra: say which
 
 from sminit.signals import parse_signal
 
+T = TypeVar("T")
 SAGEMAKER_STOP_GRACE = 120.0  # StopTrainingJob: SIGTERM, then SIGKILL 120 s later
 FAILURE_REASON_BYTES = 1024  # FailureReason is the failure file's head
 # Hyperparameters the training toolkit keeps for itself (its params.SAGEMAKER_HYPERPARAMETERS):
@@ -293,6 +295,65 @@ def pid_namespace_prefix() -> list[str] | None:
     return _NAMESPACE_PREFIX or None
 
 
+def closing_all(factory: Callable[..., T]) -> Iterator[Callable[..., T]]:
+    """A fixture's body: yields a function that makes things with factory, and closes each of them
+    when the fixture is torn down (`yield from closing_all(Job)`)."""
+    made: list = []
+
+    def make(*args: object, **options: object) -> T:
+        thing = factory(*args, **options)
+        made.append(thing)
+        return thing
+
+    yield make
+    for thing in made:
+        thing.close()
+
+
+class SminitProcess:
+    """sminit started with argv (the interpreter, `-m sminit`, its options and the command) behind
+    prefix (PID_NAMESPACE or pid_namespace_prefix(): PID 1 of a fresh namespace; none: a child
+    subreaper), in a session of its own, stdout a pipe, stderr a file. Job runs on it, and so do
+    this repository's own tests."""
+
+    def __init__(self, argv: Sequence[str], *, prefix: Sequence[str] = (),
+                 env: Mapping[str, str] | None = None, stdin: int | None = subprocess.DEVNULL,
+                 cwd: str | os.PathLike | None = None, preexec_fn=None) -> None:
+        self.pid1 = bool(prefix)
+        self.stderr_file = tempfile.TemporaryFile()
+        self.proc = subprocess.Popen(
+            [*prefix, *argv], stdin=stdin, stdout=subprocess.PIPE, stderr=self.stderr_file,
+            env={**os.environ, **(env or {})}, cwd=cwd, start_new_session=True, preexec_fn=preexec_fn,
+        )
+        self._pid: int | None = None
+
+    @property
+    def pid(self) -> int:
+        """sminit's pid as this process sees it (under unshare: the process unshare started)."""
+        if self._pid is None:
+            self._pid = first_child(self.proc) if self.pid1 else self.proc.pid
+        return self._pid
+
+    def signal(self, signo: int) -> None:
+        os.kill(self.pid, signo)
+
+    def running(self) -> bool:
+        return self.proc.poll() is None
+
+    def stderr(self) -> str:
+        """What sminit wrote to stderr so far. pread, never seek: sminit writes through the same
+        open file (the same offset), and a seek while it writes would put its next line over the
+        start of the file."""
+        fd = self.stderr_file.fileno()
+        return os.pread(fd, os.fstat(fd).st_size, 0).decode(errors="replace")
+
+    def kill(self) -> None:
+        """SIGKILL to sminit's whole tree, by pid, and wait for it."""
+        if self.running():
+            kill_tree(self.proc.pid)
+        self.proc.wait(10)
+
+
 class Job:
     """A command run under sminit against an MlTree, as PID 1 of a fresh PID namespace when the
     machine allows (`mode` == "pid1"), otherwise with sminit as a child subreaper ("subreaper")."""
@@ -311,19 +372,15 @@ class Job:
         options = ["--log-format", "json", "-v", "--require-gpus", require_gpus, *sminit_args]
         if grace is not None:
             options += ["--grace", str(grace)]
-        variables = {**os.environ, **tree.environment(), **(env or {}), "SMINIT_TESTING_RUN": self.marker}
-        self._stderr = tempfile.TemporaryFile()
+        variables = {**tree.environment(), **(env or {}), "SMINIT_TESTING_RUN": self.marker}
         self._started_wall = time.time()
         self._started = time.monotonic()
-        self._proc = subprocess.Popen(
-            [*(prefix or []), sys.executable, "-m", "sminit", *options, "--", *command],
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self._stderr, env=variables, cwd=cwd,
-            start_new_session=True,
-        )
+        self._process = SminitProcess([sys.executable, "-m", "sminit", *options, "--", *command],
+                                      prefix=prefix or (), env=variables, cwd=cwd)
+        self._proc = self._process.proc
         assert self._proc.stdout is not None
         self._stdout = self._proc.stdout
         self._output = b""
-        self._sminit_pid: int | None = None
         self._killed_by_platform = False
         self._stopped = False
         self.result: JobResult | None = None
@@ -331,17 +388,15 @@ class Job:
     @property
     def pid(self) -> int:
         """sminit's pid as this process sees it."""
-        if self._sminit_pid is None:
-            self._sminit_pid = first_child(self._proc) if self.mode == "pid1" else self._proc.pid
-        return self._sminit_pid
+        return self._process.pid
 
     def signal(self, signo: int | str) -> None:
         """Send a signal to sminit, as the platform would (it forwards it to the job)."""
-        os.kill(self.pid, parse_signal(signo) if isinstance(signo, str) else signo)
+        self._process.signal(parse_signal(signo) if isinstance(signo, str) else signo)
 
     def running(self) -> bool:
         """Whether sminit (and so the job) is still running."""
-        return self._proc.poll() is None
+        return self._process.running()
 
     def _read_output(self, timeout: float) -> bool:
         ready, _, _ = select.select([self._stdout], [], [], max(0.0, timeout))
@@ -407,8 +462,7 @@ class Job:
             self._finish()
 
     def _kill_everything(self) -> None:
-        kill_tree(self._proc.pid)
-        self._proc.wait()
+        self._process.kill()
 
     def _finish(self) -> JobResult:
         if self.result is not None:
@@ -421,9 +475,8 @@ class Job:
                 proc.kill()
             except psutil.Error:
                 pass
-        self._stderr.seek(0)
-        stderr = self._stderr.read().decode(errors="replace")
-        self._stderr.close()
+        stderr = self._process.stderr()
+        self._process.stderr_file.close()
         self._stdout.close()
         log: list[dict] = []
         other: list[str] = []

@@ -9,7 +9,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -17,7 +16,7 @@ import psutil
 import pytest
 
 from sminit.subreaper import become_subreaper
-from sminit.testing import PID_NAMESPACE, first_child, kill_tree
+from sminit.testing import PID_NAMESPACE, SminitProcess, closing_all
 
 PROGRAMS = Path(__file__).parent / "programs"
 RECORDER = [sys.executable, str(PROGRAMS / "recorder.py")]
@@ -84,37 +83,17 @@ def as_pid1(request) -> bool:
     return request.param == "pid1"
 
 
-class Sminit:
-    """One sminit process under test, with its child's stdout read line by line."""
+class Sminit(SminitProcess):
+    """One sminit process under test (the kit's SminitProcess), its child's stdout read line by line."""
 
     def __init__(self, args: list[str], pid1: bool = False, env: dict[str, str] | None = None,
                  stdin=subprocess.DEVNULL, cwd: str | None = None, preexec_fn=None,
                  command: list[str] | None = None) -> None:
-        self.pid1 = pid1
-        self.stderr_file = tempfile.TemporaryFile()
-        full_env = {**os.environ, **(env or {})}
-        prefix = UNSHARE if pid1 else []
-        self.proc = subprocess.Popen(
-            [*prefix, *(command or SMINIT), *args], stdin=stdin, stdout=subprocess.PIPE,
-            stderr=self.stderr_file, env=full_env, cwd=cwd, start_new_session=True,
-            preexec_fn=preexec_fn,
-        )
+        super().__init__([*(command or SMINIT), *args], prefix=UNSHARE if pid1 else (), env=env, stdin=stdin,
+                         cwd=cwd, preexec_fn=preexec_fn)
         self.buffer = b""
         self.lines: list[str] = []
-        self._pid: int | None = None
         self.returncode: int | None = None
-
-    @property
-    def pid(self) -> int:
-        """sminit's pid as this (the host) namespace sees it."""
-        if not self.pid1:
-            return self.proc.pid
-        if self._pid is None:
-            self._pid = first_child(self.proc)
-        return self._pid
-
-    def signal(self, signo: int) -> None:
-        os.kill(self.pid, signo)
 
     def read_line(self, timeout: float = 10) -> str | None:
         deadline = time.monotonic() + timeout
@@ -161,19 +140,6 @@ class Sminit:
             pass
         return self.returncode
 
-    def stderr(self) -> str:
-        # pread, never seek: sminit writes through the same open file (the same offset), and a
-        # seek while it writes would put its next line over the start of the file.
-        fd = self.stderr_file.fileno()
-        return os.pread(fd, os.fstat(fd).st_size, 0).decode(errors="replace")
-
-    def kill(self) -> None:
-        """Kill sminit's whole tree, by pid."""
-        if self.proc.poll() is not None:
-            return
-        kill_tree(self.proc.pid)
-        self.proc.wait(10)
-
     def close(self) -> None:
         self.kill()
         self.proc.stdout.close()
@@ -183,16 +149,7 @@ class Sminit:
 @pytest.fixture
 def start():
     """start(args, pid1=...) -> Sminit; everything started is killed at the end of the test."""
-    started: list[Sminit] = []
-
-    def launch(args: list[str], pid1: bool = False, **kwargs) -> Sminit:
-        run = Sminit(args, pid1, **kwargs)
-        started.append(run)
-        return run
-
-    yield launch
-    for run in started:
-        run.close()
+    yield from closing_all(Sminit)
 
 
 def run_sminit(args: list[str], pid1: bool = False, timeout: float = 20,

@@ -1,9 +1,13 @@
-"""Builds /opt/ml trees in a temp dir, in the shapes SageMaker writes (see SAGEMAKER-FACTS.md)."""
+"""/opt/ml trees for the tests: the kit's MlTree with shapes a test sets itself (old, missing or
+wrong on purpose), and a SageMaker Processing job's tree."""
 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
+
+from sminit.testing import MlTree
 
 P4D_TWO_HOSTS = {
     "current_host": "algo-2", "current_instance_type": "ml.p4d.24xlarge",
@@ -27,25 +31,17 @@ def job_config(max_runtime: object = 900) -> dict:
 
 def make_ml_root(root: Path, resource: dict | None = P4D_TWO_HOSTS, job: dict | None = None,
                  hyperparameters: dict | None = None, output: bool = True) -> Path:
-    config = root / "input" / "config"
-    config.mkdir(parents=True)
-    (root / "input" / "data" / "train").mkdir(parents=True)
-    (root / "input" / "data" / "train" / "part-0000.csv").write_text("x,y\n1,2\n")
-    (root / "model").mkdir()
-    if output:
-        (root / "output" / "data").mkdir(parents=True)
-    files = {
-        "resourceconfig.json": resource,
-        "trainingjobconfig.json": job,
-        "hyperparameters.json": {k: json.dumps(v) for k, v in (hyperparameters or {}).items()},
-        "inputdataconfig.json": {"train": {"TrainingInputMode": "File",
-                                           "S3DistributionType": "FullyReplicated",
-                                           "RecordWrapperType": "None"}},
-        "checkpointconfig.json": {"LocalPath": str(root / "checkpoints")},
-    }
-    for name, value in files.items():
-        if value is not None:
-            (config / name).write_text(json.dumps(value))
+    """The kit's MlTree (the shapes SageMaker writes), with the test's own resourceconfig.json and
+    trainingjobconfig.json, which may be old, missing or wrong on purpose; None leaves one out."""
+    tree = MlTree(root, instance_type="ml.p4d.24xlarge", host_count=2, hyperparameters=hyperparameters,
+                  channels={"train": {"part-0000.csv": "x,y\n1,2\n"}})
+    for name, value in (("resourceconfig.json", resource), ("trainingjobconfig.json", job)):
+        if value is None:
+            (tree.config / name).unlink()
+        else:
+            (tree.config / name).write_text(json.dumps(value))
+    if not output:
+        shutil.rmtree(tree.output)
     return root
 
 
