@@ -95,6 +95,7 @@ def image(engine, base_image):
     swapped, by the BASE_IMAGE build argument), offline; removed at the end of the session. The
     context is the checkout as a developer has it: a venv, build/ and .git beside the source."""
     tag = f"localhost/sminit-test-image:{SESSION}"
+    dangling_before = _dangling(engine)
     with tempfile.TemporaryDirectory() as context:
         for name in [*checkout_files(), *NOT_FOR_THE_IMAGE]:
             target = Path(context) / name
@@ -107,6 +108,17 @@ def image(engine, base_image):
                str(Path(context) / "Dockerfile.example"), "-t", tag, context, timeout=600)
     yield tag
     engine("rmi", "-f", tag, check=False)
+    # The wheel stage's image is left untagged by the build: removed by its id, with any other
+    # image this session's builds left (the .dockerignore probe's).
+    left = sorted(_dangling(engine) - dangling_before)
+    if left:
+        engine("rmi", "-f", *left, check=False)
+
+
+def _dangling(engine) -> set[str]:
+    """Ids of the untagged images the engine holds."""
+    listed = engine("images", "-q", "--no-trunc", "--filter", "dangling=true", check=False)
+    return set(listed.stdout.split())
 
 
 @pytest.fixture
