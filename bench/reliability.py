@@ -25,6 +25,7 @@ import storms  # noqa: E402
 from sminit import config  # noqa: E402
 from sminit.log import Collector  # noqa: E402
 from sminit.gpu import expected_gpus  # noqa: E402
+from sminit.plan import resolve  # noqa: E402
 from sminit.sagemaker import max_runtime_seconds, read_json  # noqa: E402
 from sminit.testing import descendant_pids  # noqa: E402
 
@@ -97,7 +98,9 @@ def hostile_files(count: int, rng: random.Random) -> dict[str, int]:
                 log = Collector()
                 path = str(folder / "trainingjobconfig.json")
                 max_runtime_seconds(read_json(path, log), path, log)
-                expected_gpus("auto", "train", root, log)
+                variables = {"SMINIT_ML_ROOT": root}
+                plan = resolve(config.parse(["--mode", "train", "--", "true"], variables), variables)
+                expected_gpus("auto", "train", plan.instance_type)
             except Exception:  # noqa: BLE001
                 tracebacks += 1
     return {"inputs": count, "tracebacks": tracebacks}

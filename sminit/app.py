@@ -111,7 +111,7 @@ class Run:
                 os.close(tty)
         spawned = self.spawned = time.monotonic()
         # Everything below runs while the command already does: none of it delays its start.
-        from sminit.endings import Witness, exit_status
+        from sminit.endings import Witness
         from sminit.loop import supervise
         from sminit.stop import StopSequence
         from sminit.subreaper import set_process_name
@@ -136,7 +136,7 @@ class Run:
             warn_signal=plan.warn_signal, now=self.started, spawned=spawned,
         )
         status = supervise(pid, stop, log)
-        return self.finish(status, exit_status(status), stop, witness)
+        return self.finish(status, stop, witness)
 
     def shown_command(self) -> str:
         shown = quote_command(self.plan.command)
@@ -148,11 +148,8 @@ class Run:
         if requirement == "none" or (requirement == "auto" and self.plan.mode not in JOB_MODES):
             return None
         from sminit.gpu import gpu_report
-        from sminit.log import Collector
 
-        # What is wrong with resourceconfig.json is told once the job runs, with the other config
-        # files, in --check's words (sagemaker.config_files): not here a second time.
-        report = gpu_report(self.plan, Collector())
+        report = gpu_report(self.plan)
         for warning in report.warnings:
             self.log.warning(warning)
         return report.problem
@@ -196,9 +193,12 @@ class Run:
         self.report_ending(f"exiting with {code}: {message}")
         return code
 
-    def finish(self, status: int | None, code: int, stop: StopSequence, witness: Witness) -> int:
+    def finish(self, status: int | None, stop: StopSequence, witness: Witness) -> int:
         """The exit status sminit passes on (the child's, decoded), after --success-exit and the max
         runtime; the exit line; the ending where the platform shows it."""
+        from sminit.endings import exit_status  # loaded with Witness already
+
+        code = exit_status(status)
         if code in self.plan.success_exit:
             code = 0
         if stop.timed_out:

@@ -9,7 +9,7 @@ from sminit.cgroup import find
 from sminit.endings import size
 from sminit.executable import command_hints, refusal
 from sminit.gpu import closest_instance_type, gpu_report, known_instance_type
-from sminit.log import Collector, plural, quote_command, write_line
+from sminit.log import plural, quote_command, write_line
 from sminit.plan import Plan
 from sminit.sagemaker import config_files
 from sminit.signals import signal_name
@@ -102,7 +102,7 @@ def gather(plan: Plan) -> dict[str, Any]:
     problems = command_problems(plan)
     death = plan.parent_death_signal
     files, file_problems, warnings = config_files(plan.ml_root, plan.mode)
-    gpus = gpu_report(plan, Collector())
+    gpus = gpu_report(plan)
     if gpus.problem:
         problems.append(gpus.problem)
     problems += file_problems + gpus.warnings
@@ -113,7 +113,8 @@ def gather(plan: Plan) -> dict[str, Any]:
     if gpus.instance_type and not known_instance_type(gpus.instance_type):
         closest = closest_instance_type(gpus.instance_type)
         typo = f"did you mean {closest}?" if closest else "a typo?"
-        warnings.append(f"unknown instance type {gpus.instance_type} in resourceconfig.json: "
+        where = "processingjobconfig.json" if plan.mode == "processing" else "resourceconfig.json"
+        warnings.append(f"unknown instance type {gpus.instance_type} in {where}: "
                         f"no GPU count is expected for it ({typo})")
     return {
         "ok": not problems,

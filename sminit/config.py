@@ -235,6 +235,12 @@ def _from_environment(config: Config, environ: dict[str, str]) -> None:
             setattr(config, attr, parse(raw, variable))
 
 
+def _split(arg: str) -> tuple[str, str, str]:
+    """An option word as (long name, "=" if a value was joined, the joined value): --grace=3, -t3."""
+    name, sep, inline = arg.partition("=") if arg.startswith("--") else (arg[:2], "", arg[2:])
+    return _SHORT.get(name, name), sep, inline
+
+
 def parse(argv: list[str], environ: dict[str, str]) -> Config:
     """Build the Config: environment first, then the command line on top of it."""
     config = Config()
@@ -255,8 +261,7 @@ def parse(argv: list[str], environ: dict[str, str]) -> Config:
         if arg in _LEVEL_FLAGS:
             config.log_level = _LEVEL_FLAGS[arg]
             continue
-        name, sep, inline = arg.partition("=") if arg.startswith("--") else (arg[:2], "", arg[2:])
-        name = _SHORT.get(name, name)
+        name, sep, inline = _split(arg)
         if name not in _OPTIONS:
             raise UsageError(f"unknown option: {arg!r} (see sminit --help)")
         _short, attr, parse_value, _repeatable, _variable = _OPTIONS[name]
@@ -292,8 +297,7 @@ def json_wanted(argv: list[str], environ: dict[str, str]) -> tuple[bool, bool]:
         index += 1
         if arg == "--" or not arg.startswith("-") or arg == "-":
             break
-        name, sep, inline = arg.partition("=") if arg.startswith("--") else (arg[:2], "", arg[2:])
-        name = _SHORT.get(name, name)
+        name, sep, inline = _split(arg)
         check, report = check or name == "--check", report or name == "--json"
         if name in _OPTIONS and _OPTIONS[name][2] is not None and not (sep or inline):
             value = argv[index] if index < len(argv) else ""

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import os
 
-from sminit.log import Log
 from sminit.plan import JOB_MODES, Plan
-from sminit.sagemaker import config_path, processing_config_path, processing_instance_type, read_json
 
 
 def _family(prefix: str, sizes: dict[str, int]) -> dict[str, int]:
@@ -31,8 +29,8 @@ GPU_COUNTS: dict[str, int] = {
     "ml.p5e.48xlarge": 8,
     "ml.p5en.48xlarge": 8,
     "ml.p6-b200.48xlarge": 8,
-    # SageMaker local mode (the Python SDK's instance_type): local_gpu means at least one.
-    "local": 0,
+    # SageMaker local mode (the Python SDK's instance_type): local_gpu means at least one GPU,
+    # local none (known_instance_type).
     "local_gpu": 1,
 }
 
@@ -47,7 +45,8 @@ OTHER_FAMILIES = frozenset(
 def known_instance_type(name: str) -> bool:
     """A type this table knows: one of GPU_COUNTS, or any size of a family without NVIDIA GPUs."""
     parts = name.split(".")
-    return name in GPU_COUNTS or (len(parts) == 3 and parts[0] == "ml" and parts[1] in OTHER_FAMILIES)
+    return name in GPU_COUNTS or name == "local" or (
+        len(parts) == 3 and parts[0] == "ml" and parts[1] in OTHER_FAMILIES)
 
 
 # Sizes instance families come in, to name the known types an unknown one may be a typo of.
@@ -114,27 +113,13 @@ def host_driver_version(path: str) -> str | None:
     return None
 
 
-def expected_gpus(requirement: str, mode: str, ml_root: str, log: Log) -> tuple[int | None, str]:
-    """GPUs required and by what: --require-gpus N, else the instance type of a training job
-    (resourceconfig.json) or a processing job (processingjobconfig.json)."""
+def expected_gpus(requirement: str, mode: str, instance_type: object) -> tuple[int | None, str]:
+    """GPUs required and by what: --require-gpus N, else the job's instance type (a training job's
+    resourceconfig.json, a processing job's processingjobconfig.json, as the plan read them)."""
     if requirement.isdigit():
         return int(requirement), "--require-gpus"
-    if requirement != "auto" or mode not in JOB_MODES:
-        return None, ""
-    if mode == "processing":
-        path = processing_config_path(ml_root, "processingjobconfig.json")
-        instance_type = processing_instance_type(read_json(path, log))
-        key = "ProcessingResources.ClusterConfig."
-    else:
-        path = config_path(ml_root, "resourceconfig.json")
-        resource = read_json(path, log)
-        instance_type = resource.get("current_instance_type") if isinstance(resource, dict) else None
-        key = ""
-    if not isinstance(instance_type, str):
-        if instance_type is not None:  # optional: older jobs lack it, but it is never a non-string
-            name = "InstanceType" if key else "current_instance_type"
-            log.warning(f"{path}: {key}{name} is {instance_type!r}, not a string; ignored")
-        return None, ""
+    if requirement != "auto" or mode not in JOB_MODES or not isinstance(instance_type, str):
+        return None, ""  # a value that is no string is said with the config files' shapes
     return GPU_COUNTS.get(instance_type), instance_type
 
 
@@ -160,12 +145,12 @@ def bundled_drivers(lib_dirs: list[str], host_version: str) -> list[str]:
     return found
 
 
-def gpu_report(plan: Plan, log: Log) -> GpuReport:
+def gpu_report(plan: Plan) -> GpuReport:
     """Run every part of the check (README: Using sminit on SageMaker, GPUs)."""
     report = GpuReport()
     requirement, mode = plan.require_gpus, plan.mode
     report.visible = visible_gpus(plan.dev_dir, plan.gpus_hidden)
-    report.expected, report.expected_from = expected_gpus(requirement, mode, plan.ml_root, log)
+    report.expected, report.expected_from = expected_gpus(requirement, mode, plan.instance_type)
     if requirement == "auto" and mode in JOB_MODES:
         report.instance_type = report.expected_from or None
     report.driver_version = host_driver_version(plan.driver_version_file)

@@ -34,6 +34,7 @@ class Plan:
     max_runtime: float | None  # None: no limit
     max_runtime_source: str | None  # "option", or the file it came from
     warn_before: float | None  # None: no warning will be sent
+    instance_type: str | None  # the job's: resourceconfig.json's, or processingjobconfig.json's
     problem: tuple[int, str] | None
     warnings: list[str]  # runs, but probably not what the user meant (--check lists them)
 
@@ -119,21 +120,38 @@ def resolve(config: Config, environ: dict[str, str]) -> Plan:
             mode = "train"
         else:
             mode = "none"
-    local = mode in ROLES and os.path.exists(resources) and _instance_type(resources) in LOCAL_INSTANCE_TYPES
+    # Each file is read once, here, and only where the mode needs it. What is wrong with one is
+    # told once the job runs, with the other config files (sagemaker.config_files).
+    quiet = Collector()
+    job_path = job_config = None
+    if mode in JOB_MODES and (config.max_runtime is None or mode == "processing"):
+        from sminit.sagemaker import job_config_path, read_json
+
+        job_path = job_config_path(config.ml_root, mode)
+        job_config = read_json(job_path, quiet)
+    instance_type = None
+    if mode == "processing":
+        from sminit.sagemaker import processing_instance_type
+
+        instance_type = processing_instance_type(job_config)
+    elif mode in ROLES and os.path.exists(resources):
+        from sminit.sagemaker import read_json
+
+        resource = read_json(resources, quiet)
+        instance_type = resource.get("current_instance_type") if isinstance(resource, dict) else None
+    plan.instance_type = instance_type if isinstance(instance_type, str) else None
+    local = mode in ROLES and plan.instance_type in LOCAL_INSTANCE_TYPES
     if config.grace is not None:
         grace = config.grace
     else:
         grace = LOCAL_GRACE if local else GRACE_DEFAULTS[mode]
     max_runtime = config.max_runtime
     source: str | None = "option"
-    if max_runtime is None and mode in JOB_MODES:
-        # Only these modes read the job's configuration, so only they import the readers. What is
-        # wrong with the file is told once the job runs, with the other config files.
-        from sminit.sagemaker import job_config_path, max_runtime_seconds, read_json
+    if max_runtime is None and job_path is not None:
+        from sminit.sagemaker import max_runtime_seconds
 
-        path, quiet = job_config_path(config.ml_root, mode), Collector()
-        max_runtime = max_runtime_seconds(read_json(path, quiet), path, quiet)
-        source = path
+        max_runtime = max_runtime_seconds(job_config, job_path, quiet)
+        source = job_path
     if not max_runtime:
         max_runtime, source = None, None
     warnings: list[str] = []
@@ -142,10 +160,3 @@ def resolve(config: Config, environ: dict[str, str]) -> Plan:
     plan.max_runtime, plan.max_runtime_source, plan.warnings = max_runtime, source, warnings
     return plan
 
-
-def _instance_type(path: str) -> object:
-    """current_instance_type of a resourceconfig.json; what is wrong with the file is told later."""
-    from sminit.sagemaker import read_json
-
-    resource = read_json(path, Collector())
-    return resource.get("current_instance_type") if isinstance(resource, dict) else None

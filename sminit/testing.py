@@ -377,9 +377,8 @@ class Job:
         self._started = time.monotonic()
         self._process = SminitProcess([sys.executable, "-m", "sminit", *options, "--", *command],
                                       prefix=prefix or (), env=variables, cwd=cwd)
-        self._proc = self._process.proc
-        assert self._proc.stdout is not None
-        self._stdout = self._proc.stdout
+        assert self._process.proc.stdout is not None
+        self._stdout = self._process.proc.stdout
         self._output = b""
         self._killed_by_platform = False
         self._stopped = False
@@ -467,7 +466,7 @@ class Job:
     def _finish(self) -> JobResult:
         if self.result is not None:
             return self.result
-        code = self._proc.wait()
+        code = self._process.proc.wait()
         duration = time.monotonic() - self._started
         still_running = _processes_with(self.marker)
         for proc in still_running:

@@ -248,3 +248,10 @@ def test_the_job_s_own_termination_message_and_a_success_are_left_alone(tmp_path
 def test_mode_none_s_grace_ends_before_docker_stop_s_default_10_s(tmp_path):
     _, report = check("--ml-root", str(tmp_path / "none"), "--", "true")
     assert report["mode"] == "none" and report["grace"] == 8
+
+
+def test_an_unknown_processing_instance_type_is_named_with_its_file(tmp_path):
+    ml = processing_tree(tmp_path / "ml", instance_type="ml.g5.2xlarg")
+    _, report = check("--ml-root", str(ml), "--", "true")
+    assert report["warnings"] == ["unknown instance type ml.g5.2xlarg in processingjobconfig.json: no GPU "
+                                  "count is expected for it (did you mean ml.g5.2xlarge?)"]

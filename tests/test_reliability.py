@@ -18,6 +18,7 @@ import storms
 from conftest import SMINIT, UNSHARE, run_sminit
 from sminit import config, proctree
 from sminit.log import Collector
+from sminit.plan import resolve
 from sminit.sagemaker import max_runtime_seconds, read_json
 
 
@@ -290,6 +291,9 @@ def test_wrong_types_in_every_field_never_crash(value):
             with open(f"{root}/input/config/resourceconfig.json", "w") as handle:
                 json.dump(shape, handle)
             log = Collector()
-            expected, _ = expected_gpus("auto", "train", root, log)
+            variables = {"SMINIT_ML_ROOT": root}
+            plan = resolve(config.parse(["--mode", "train", "--", "true"], variables), variables)
+            read_json(f"{root}/input/config/resourceconfig.json", log)  # as the plan reads it
+            expected, _ = expected_gpus("auto", "train", plan.instance_type)
             assert expected is None or expected > 0
             assert len(log.lines) <= 1
